@@ -1,0 +1,208 @@
+package metrics
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// namespace prefixes every metric of the relay.
+const namespace = "relay"
+
+// Buckets of the histograms, in seconds.
+var (
+	// A task's time from delivery to ack spans in-process retries with
+	// backoff, so it reaches far beyond one request.
+	taskDurationBuckets = []float64{.01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120, 300}
+	// Downstream requests run from a few milliseconds (a local service) to
+	// a minute (an LLM answering a long prompt).
+	requestDurationBuckets = []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60}
+	// A broker confirms in about a millisecond when healthy; tens of
+	// seconds means it is blocked or flow-controlled.
+	confirmBuckets = []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30}
+	// Most checkouts find a free slot at once; the long tail is bounded by
+	// the bulkhead timeout.
+	bulkheadWaitBuckets = []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30}
+)
+
+// Metrics are the relay's push metrics, registered by New. Hand out their
+// children with Queue, Target, Outbound, Broker and BulkheadWait at setup;
+// all methods are safe for concurrent use.
+//
+// A nil *Metrics is usable: it hands out working metrics that are registered
+// nowhere, so a component under test can be built without a registry.
+type Metrics struct {
+	tasks       *prometheus.CounterVec
+	taskRetries *prometheus.CounterVec
+	inFlight    *prometheus.GaugeVec
+	taskTime    *prometheus.HistogramVec
+	queueInfo   *prometheus.GaugeVec
+
+	requestTime *prometheus.HistogramVec
+	responses   *prometheus.CounterVec
+
+	outbound    *prometheus.CounterVec
+	confirmTime *prometheus.HistogramVec
+
+	bulkheadWait       *prometheus.HistogramVec
+	breakerTransitions *prometheus.CounterVec
+
+	reconnects     *prometheus.CounterVec
+	connected      *prometheus.GaugeVec
+	blocked        *prometheus.GaugeVec
+	blockedSeconds *prometheus.CounterVec
+	publishes      *prometheus.CounterVec
+}
+
+// New builds the relay's push metrics and registers them on reg. It fails,
+// registering nothing, if any of them clashes with a collector already
+// there (for example when New is called twice on one registry); the error
+// wraps the registerer's own (prometheus.AlreadyRegisteredError among
+// them).
+func New(reg prometheus.Registerer) (*Metrics, error) {
+	if reg == nil {
+		return nil, errors.New("metrics: nil registerer")
+	}
+	m := build()
+	if err := registerAll(reg, m.collectors()...); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// build makes the vectors without registering them.
+func build() *Metrics {
+	return &Metrics{
+		tasks: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Name: "tasks_total",
+			Help: "Tasks finished, by outcome: replied, dead_lettered, redelivered (sent to a delay queue) or requeued (given back to the broker unfinished).",
+		}, []string{"queue", "outcome"}),
+		taskRetries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Name: "task_retries_total",
+			Help: "In-process retries of tasks' downstream calls.",
+		}, []string{"queue"}),
+		inFlight: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: namespace, Name: "tasks_in_flight",
+			Help: "Tasks delivered and not yet acked, nacked or requeued.",
+		}, []string{"queue"}),
+		taskTime: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: namespace, Name: "task_duration_seconds",
+			Help:    "Time from a task's delivery to its ack.",
+			Buckets: taskDurationBuckets,
+		}, []string{"queue"}),
+		queueInfo: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: namespace, Name: "work_queue_info",
+			Help: "Always 1: the downstream target each work queue sends its tasks to.",
+		}, []string{"queue", "target"}),
+
+		requestTime: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: namespace, Subsystem: "downstream", Name: "request_duration_seconds",
+			Help:    "Duration of single downstream requests, each attempt apart.",
+			Buckets: requestDurationBuckets,
+		}, []string{"target"}),
+		responses: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Subsystem: "downstream", Name: "responses_total",
+			Help: "Downstream responses by status class (2xx, 3xx, 4xx, 5xx), or error when no response came.",
+		}, []string{"target", "class"}),
+
+		outbound: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Subsystem: "outbound", Name: "messages_total",
+			Help: "Outbound messages by outcome: published (confirmed), returned (unroutable), nacked or dead_lettered.",
+		}, []string{"queue", "outcome"}),
+		confirmTime: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: namespace, Subsystem: "outbound", Name: "confirm_seconds",
+			Help:    "Time from publishing an outbound message to the destination broker's confirm.",
+			Buckets: confirmBuckets,
+		}, []string{"queue"}),
+
+		bulkheadWait: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: namespace, Subsystem: "bulkhead", Name: "wait_seconds",
+			Help:    "Time callers waited for a bulkhead slot, rejected waits included.",
+			Buckets: bulkheadWaitBuckets,
+		}, []string{"bulkhead"}),
+		breakerTransitions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Subsystem: "breaker", Name: "transitions_total",
+			Help: "Circuit breaker state changes.",
+		}, []string{"breaker", "from", "to"}),
+
+		reconnects: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Subsystem: "amqp", Name: "reconnects_total",
+			Help: "Broker connections re-established after a loss.",
+		}, []string{"connection"}),
+		connected: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: namespace, Subsystem: "amqp", Name: "connected",
+			Help: "1 while the broker connection is open, else 0.",
+		}, []string{"connection"}),
+		blocked: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: namespace, Subsystem: "amqp", Name: "blocked",
+			Help: "1 while the broker blocks publishing on the connection (resource alarm), else 0.",
+		}, []string{"connection"}),
+		blockedSeconds: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Subsystem: "amqp", Name: "blocked_seconds_total",
+			Help: "Time the broker has blocked publishing on the connection.",
+		}, []string{"connection"}),
+		publishes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Subsystem: "amqp", Name: "publishes_total",
+			Help: "Publisher confirms by outcome: ack, nack, returned (unroutable) or lost (connection closed before the confirm).",
+		}, []string{"connection", "outcome"}),
+	}
+}
+
+// named pairs a collector with the metric name that error messages give.
+type named struct {
+	name string
+	c    prometheus.Collector
+}
+
+func (m *Metrics) collectors() []named {
+	return []named{
+		{"relay_tasks_total", m.tasks},
+		{"relay_task_retries_total", m.taskRetries},
+		{"relay_tasks_in_flight", m.inFlight},
+		{"relay_task_duration_seconds", m.taskTime},
+		{"relay_work_queue_info", m.queueInfo},
+		{"relay_downstream_request_duration_seconds", m.requestTime},
+		{"relay_downstream_responses_total", m.responses},
+		{"relay_outbound_messages_total", m.outbound},
+		{"relay_outbound_confirm_seconds", m.confirmTime},
+		{"relay_bulkhead_wait_seconds", m.bulkheadWait},
+		{"relay_breaker_transitions_total", m.breakerTransitions},
+		{"relay_amqp_reconnects_total", m.reconnects},
+		{"relay_amqp_connected", m.connected},
+		{"relay_amqp_blocked", m.blocked},
+		{"relay_amqp_blocked_seconds_total", m.blockedSeconds},
+		{"relay_amqp_publishes_total", m.publishes},
+	}
+}
+
+// orDetached returns m, or for a nil m fresh metrics registered nowhere.
+func (m *Metrics) orDetached() *Metrics {
+	if m == nil {
+		return build()
+	}
+	return m
+}
+
+// registerAll registers cs on reg, all or none: on the first failure it
+// unregisters those it had registered, so that the caller may resolve the
+// clash and try again.
+func registerAll(reg prometheus.Registerer, cs ...named) error {
+	for i, n := range cs {
+		if err := reg.Register(n.c); err != nil {
+			for _, done := range cs[:i] {
+				reg.Unregister(done.c)
+			}
+			return fmt.Errorf("metrics: register %s: %w", n.name, err)
+		}
+	}
+	return nil
+}
+
+// labelValue makes v a valid label value. WithLabelValues panics on invalid
+// UTF-8, and names reach here from configuration and the broker; a mangled
+// byte in a label is better than a crashed relay.
+func labelValue(v string) string {
+	return strings.ToValidUTF8(v, "\uFFFD")
+}
