@@ -19,7 +19,7 @@ type Settings struct {
 	// token) before ErrTimeout / ErrRateLimited. Zero: 5s.
 	Timeout time.Duration
 	// RateLimit is the number of checkouts allowed per second, with a
-	// burst of one second's worth. Zero: unlimited.
+	// burst of one second's worth (at least one). Zero: unlimited.
 	RateLimit float64
 	// MaxWaiting bounds the FIFO queue of callers waiting for a slot;
 	// a caller beyond it gets ErrFull at once. Zero: Size. Negative: no
@@ -33,7 +33,9 @@ type Settings struct {
 // DefaultTimeout is the checkout timeout when Settings.Timeout is zero.
 const DefaultTimeout = 5 * time.Second
 
-// WithDefaults returns s with every zero field set to its default.
+// WithDefaults returns s with every zero field set to its default. It is
+// idempotent: a negative MaxWaiting stays negative rather than becoming
+// zero, which a second call would read as "Size".
 func (s Settings) WithDefaults() Settings {
 	if s.Timeout == 0 {
 		s.Timeout = DefaultTimeout
@@ -41,14 +43,21 @@ func (s Settings) WithDefaults() Settings {
 	if s.MaxWaiting == 0 {
 		s.MaxWaiting = s.Size
 	}
-	if s.MaxWaiting < 0 {
-		s.MaxWaiting = 0
-	}
 	if s.HoldWarning == 0 {
 		s.HoldWarning = 4 * s.Timeout
+		if s.Timeout > math.MaxInt64/4 {
+			s.HoldWarning = math.MaxInt64
+		}
 	}
 	return s
 }
+
+// Capacity is the most slots that can be checked out at once.
+func (s Settings) Capacity() int { return s.Size + s.Overflow }
+
+// maxWaiting is the effective bound of the wait queue of defaulted
+// settings.
+func (s Settings) maxWaiting() int { return max(s.MaxWaiting, 0) }
 
 // Validate reports every bad value, keyed by its configuration name.
 func (s Settings) Validate() error {
@@ -77,5 +86,6 @@ func (s Settings) Validate() error {
 	return l.Err()
 }
 
-// maxSlots keeps a pool's slot table bounded.
+// maxSlots keeps a pool's slot table bounded (and slot indices in an
+// int32 inside a Handle).
 const maxSlots = 1 << 16

@@ -1,0 +1,45 @@
+package bulkhead
+
+import (
+	"context"
+	"time"
+)
+
+// admit takes a rate token for the slot h already holds, within what is
+// left of the caller's timeout (deadline, or the whole Timeout when it is
+// zero because no wait happened). The slot is taken first so that a
+// caller turned away by a full pool spends no token, and tokens go out in
+// the same FIFO order as slots. On failure the slot is passed on.
+func (b *Bulkhead) admit(ctx context.Context, h Handle, deadline time.Time) (Handle, error) {
+	now := time.Now()
+	r := b.limiter.ReserveN(now, 1)
+	delay := r.DelayFrom(now)
+	if delay == 0 {
+		b.admitted.Add(1)
+		return h, nil
+	}
+	remaining := b.settings.Timeout
+	if !deadline.IsZero() {
+		remaining = deadline.Sub(now)
+	}
+	if !r.OK() || delay > remaining {
+		r.CancelAt(now)
+		b.giveUp(h, &b.counts.rejectedRateLimited)
+		return Handle{}, ErrRateLimited
+	}
+	timer := time.NewTimer(delay)
+	defer timer.Stop()
+	select {
+	case <-timer.C:
+		b.admitted.Add(1)
+		return h, nil
+	case <-ctx.Done():
+		r.Cancel()
+		b.giveUp(h, &b.counts.cancelled)
+		return Handle{}, b.cancelled(ctx.Err())
+	case <-b.closing:
+		r.Cancel()
+		b.giveUp(h, nil)
+		return Handle{}, ErrClosed
+	}
+}
