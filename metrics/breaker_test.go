@@ -99,10 +99,3 @@ func TestBreakerCollectorReportsABadNameAsAnErrorNotAPanic(t *testing.T) {
 		t.Errorf("relay_breaker_state: got %d series, want the good breaker's 1", states)
 	}
 }
-
-func TestBreakerCollectorRegistersBesideNew(t *testing.T) {
-	_, reg := newTest(t)
-	if err := reg.Register(NewBreakerCollector(nil)); err != nil {
-		t.Fatalf("registering the breaker collector next to New: %v", err)
-	}
-}

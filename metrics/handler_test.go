@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/vsm-relay/relay/breaker"
+	"github.com/vsm-relay/relay/bulkhead"
 )
 
 // failing is a collector whose every scrape fails.
@@ -42,13 +43,18 @@ func scrape(t *testing.T, h http.Handler, accept string) (*http.Response, string
 }
 
 // relayRegistry is a registry as the relay wires it: push metrics, both
-// pull collectors' worth of breakers, and the runtime collectors.
+// pull collectors, and the runtime collectors.
 func relayRegistry(t *testing.T) *prometheus.Registry {
 	t.Helper()
 	m, reg := newTest(t)
 	m.Queue("vsm.tasks.echo", "echo").Replied.Inc()
 	if err := reg.Register(NewBreakerCollector(func() []breaker.Snapshot {
 		return []breaker.Snapshot{{Name: "llm_api", State: breaker.Open, FailureCount: 3}}
+	})); err != nil {
+		t.Fatal(err)
+	}
+	if err := reg.Register(NewBulkheadCollector(func() []bulkhead.Stats {
+		return []bulkhead.Stats{{Name: "api_agent", Busy: 4, Available: 16, Capacity: 20, RejectedTimeout: 2}}
 	})); err != nil {
 		t.Fatal(err)
 	}
@@ -71,6 +77,8 @@ func TestHandlerServesTextFormat(t *testing.T) {
 		`relay_breaker_state{breaker="llm_api"} 2` + "\n",
 		`relay_breaker_failures{breaker="llm_api"} 3` + "\n",
 		`relay_tasks_total{outcome="replied",queue="vsm.tasks.echo"} 1` + "\n",
+		`relay_bulkhead_busy{bulkhead="api_agent"} 4` + "\n",
+		`relay_bulkhead_rejected_total{bulkhead="api_agent",reason="timeout"} 2` + "\n",
 		"# TYPE go_goroutines gauge\n",
 		"# TYPE process_start_time_seconds gauge\n",
 	} {
@@ -143,6 +151,11 @@ func TestHandlerWithNilGathererServesNothing(t *testing.T) {
 
 func TestRegisterRuntime(t *testing.T) {
 	reg := prometheus.NewRegistry()
+	if err := reg.Register(NewBulkheadCollector(func() []bulkhead.Stats {
+		return []bulkhead.Stats{{Name: "api_agent", Busy: 4, Available: 16, Capacity: 20, RejectedTimeout: 2}}
+	})); err != nil {
+		t.Fatal(err)
+	}
 	if err := RegisterRuntime(reg); err != nil {
 		t.Fatalf("RegisterRuntime: %v", err)
 	}

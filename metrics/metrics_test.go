@@ -122,7 +122,14 @@ func TestNewDoesNotRegisterAlgedonicSignals(t *testing.T) {
 func TestNewPassesLint(t *testing.T) {
 	m, reg := newTest(t)
 	touchAll(m)
-	mfs, err := reg.Gather()
+	lint(t, reg)
+}
+
+// lint reports what promlint finds wrong with g's metrics: names, units,
+// counter suffixes, help.
+func lint(t *testing.T, g prometheus.Gatherer) {
+	t.Helper()
+	mfs, err := g.Gather()
 	if err != nil {
 		t.Fatalf("Gather: %v", err)
 	}
