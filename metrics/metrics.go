@@ -11,21 +11,32 @@ import (
 // namespace prefixes every metric of the relay.
 const namespace = "relay"
 
-// Buckets of the histograms, in seconds.
-var (
-	// A task's time from delivery to ack spans in-process retries with
-	// backoff, so it reaches far beyond one request.
-	taskDurationBuckets = []float64{.01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120, 300}
-	// Downstream requests run from a few milliseconds (a local service) to
-	// a minute (an LLM answering a long prompt).
-	requestDurationBuckets = []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60}
-	// A broker confirms in about a millisecond when healthy; tens of
-	// seconds means it is blocked or flow-controlled.
-	confirmBuckets = []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30}
-	// Most checkouts find a free slot at once; the long tail is bounded by
-	// the bulkhead timeout.
-	bulkheadWaitBuckets = []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30}
-)
+// Buckets of the histograms, in seconds. They are functions rather than
+// variables so that no caller can change another's buckets.
+
+// taskDurationBuckets: a task's time from delivery to ack spans in-process
+// retries with backoff, so it reaches far beyond one request.
+func taskDurationBuckets() []float64 {
+	return []float64{.01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120, 300}
+}
+
+// requestDurationBuckets: downstream requests run from a few milliseconds
+// (a local service) to a minute (an LLM answering a long prompt).
+func requestDurationBuckets() []float64 {
+	return []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60}
+}
+
+// confirmBuckets: a broker confirms in about a millisecond when healthy;
+// tens of seconds means it is blocked or flow-controlled.
+func confirmBuckets() []float64 {
+	return []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30}
+}
+
+// bulkheadWaitBuckets: most checkouts find a free slot at once; the long
+// tail is bounded by the bulkhead's timeout.
+func bulkheadWaitBuckets() []float64 {
+	return []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30}
+}
 
 // Metrics are the relay's push metrics, registered by New. Hand out their
 // children with Queue, Target, Outbound, Broker and BulkheadWait at setup;
@@ -90,7 +101,7 @@ func build() *Metrics {
 		taskTime: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Namespace: namespace, Name: "task_duration_seconds",
 			Help:    "Time from a task's delivery to its ack.",
-			Buckets: taskDurationBuckets,
+			Buckets: taskDurationBuckets(),
 		}, []string{"queue"}),
 		queueInfo: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Namespace: namespace, Name: "work_queue_info",
@@ -100,7 +111,7 @@ func build() *Metrics {
 		requestTime: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Namespace: namespace, Subsystem: "downstream", Name: "request_duration_seconds",
 			Help:    "Duration of single downstream requests, each attempt apart.",
-			Buckets: requestDurationBuckets,
+			Buckets: requestDurationBuckets(),
 		}, []string{"target"}),
 		responses: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: namespace, Subsystem: "downstream", Name: "responses_total",
@@ -114,13 +125,13 @@ func build() *Metrics {
 		confirmTime: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Namespace: namespace, Subsystem: "outbound", Name: "confirm_seconds",
 			Help:    "Time from publishing an outbound message to the destination broker's confirm.",
-			Buckets: confirmBuckets,
+			Buckets: confirmBuckets(),
 		}, []string{"queue"}),
 
 		bulkheadWait: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Namespace: namespace, Subsystem: "bulkhead", Name: "wait_seconds",
 			Help:    "Time callers waited for a bulkhead slot, rejected waits included.",
-			Buckets: bulkheadWaitBuckets,
+			Buckets: bulkheadWaitBuckets(),
 		}, []string{"bulkhead"}),
 		breakerTransitions: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: namespace, Subsystem: "breaker", Name: "transitions_total",
