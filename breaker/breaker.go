@@ -15,9 +15,10 @@ import (
 // Breaker is a named circuit breaker. It is safe for concurrent use by any
 // number of goroutines. The zero value is not usable: make one with New.
 type Breaker struct {
-	// word packs the state (low stateBits bits) and the generation, the
-	// only thing the closed-state hot path reads. It is written only on a
-	// transition, under mu. The padding keeps it on a cache line of its
+	// word packs the state, the feature bits and the generation: the only
+	// thing the closed-state hot path reads. It is written only on a
+	// transition, under mu. Permits carry a copy, so Done's fast path need
+	// not read the breaker at all. The padding keeps it on a cache line of its
 	// own, so that the writes of the failure path do not slow every other
 	// core's reads.
 	word atomic.Uint64
@@ -57,9 +58,13 @@ type Breaker struct {
 	draining      bool               // a goroutine is telling listeners
 }
 
+// The layout of Breaker.word and Permit.word: generation<<genShift |
+// windowedBit | timedBit | state.
 const (
-	stateBits = 2
-	stateMask = 1<<stateBits - 1
+	stateMask   = 1<<2 - 1
+	timedBit    = 1 << 2 // the slow-call threshold is on: Allow reads the clock
+	windowedBit = 1 << 3 // a rate threshold is on: Done counts every outcome
+	genShift    = 4
 )
 
 // Permit is the leave to make one call, handed back to Done with the
@@ -132,31 +137,39 @@ func (b *Breaker) OnStateChange(fn func(Transition)) {
 // ErrOpen; while half-open with every probe slot taken, ErrTooManyProbes.
 //
 // In the closed state (rate thresholds off) Allow is a single atomic load.
-func (b *Breaker) Allow() (Permit, error) {
-	w := b.word.Load()
-	if w&stateMask == uint64(Closed) && !b.timed {
-		return Permit{word: w}, nil
+// Allow and Done are shaped to fit the compiler's inlining budget, which is
+// worth more than their looks: check with -gcflags=-m after changing them.
+func (b *Breaker) Allow() (p Permit, err error) {
+	if p.word = b.word.Load(); p.word&(stateMask|timedBit) != 0 {
+		err = b.allowSlow(&p)
 	}
-	return b.allowSlow(w)
+	return
 }
 
-func (b *Breaker) allowSlow(w uint64) (Permit, error) {
+// allowSlow decides what Allow could not from the word alone; p holds
+// the word Allow read, and is filled in on success.
+func (b *Breaker) allowSlow(p *Permit) error {
 	now := b.now()
-	switch State(w & stateMask) {
+	switch State(p.word & stateMask) {
 	case Closed:
-		return Permit{word: w, start: now}, nil
+		p.start = now
+		return nil
 	case Open:
 		if now < b.retryAt.Load() {
-			return Permit{}, ErrOpen
+			*p = Permit{}
+			return ErrOpen
 		}
 	}
 	b.mu.Lock()
+	// Read again under the lock, so that transitions carry times in the
+	// order they happen.
+	now = b.now()
 	b.advance(now)
-	var p Permit
+	*p = Permit{}
 	var err error
 	switch b.state {
 	case Closed:
-		p = Permit{word: b.word.Load(), start: now}
+		*p = Permit{word: b.word.Load(), start: now}
 	case Open:
 		err = ErrOpen
 	case HalfOpen:
@@ -168,10 +181,10 @@ func (b *Breaker) allowSlow(w uint64) (Permit, error) {
 			b.probing, b.halfOpenSince = true, now
 		}
 		b.probes++
-		p = Permit{word: b.word.Load(), start: now}
+		*p = Permit{word: b.word.Load(), start: now}
 	}
 	b.unlockAndNotify()
-	return p, err
+	return err
 }
 
 // Done reports the outcome of the call p was granted for. reason, which
@@ -182,13 +195,15 @@ func (b *Breaker) allowSlow(w uint64) (Permit, error) {
 // Reporting success or neutral in the closed state (rate thresholds off)
 // touches no shared memory at all.
 func (b *Breaker) Done(p Permit, o Outcome, reason error) {
-	if p.word&stateMask == uint64(Closed) && (o == Neutral || (o == Success && !b.windowed)) {
-		return
+	if p.word&(stateMask|windowedBit) != uint64(Closed) || (o != Success && o != Neutral) {
+		b.doneSlow(p, o, reason)
 	}
-	b.doneSlow(p, o, reason)
 }
 
 func (b *Breaker) doneSlow(p Permit, o Outcome, reason error) {
+	if o == Neutral && p.word&stateMask == uint64(Closed) {
+		return // counted neither way, and holds no probe slot
+	}
 	failed := o != Success && o != Neutral
 	var text string
 	if failed && reason != nil {

@@ -435,6 +435,13 @@ func TestStringsAndText(t *testing.T) {
 	if _, err := State(9).MarshalText(); err == nil {
 		t.Error("MarshalText of an unknown state must fail")
 	}
+	if ErrOpen.Error() != "circuit breaker is open" ||
+		ErrTooManyProbes.Error() != "circuit breaker is half-open and all probe slots are taken" {
+		t.Errorf("error texts: %q, %q", ErrOpen, ErrTooManyProbes)
+	}
+	if errors.Is(ErrOpen, ErrTooManyProbes) {
+		t.Error("ErrOpen must not be ErrTooManyProbes")
+	}
 	for o, want := range map[Outcome]string{Success: "success", Failure: "failure", Neutral: "neutral"} {
 		if o.String() != want {
 			t.Errorf("Outcome %d String = %q, want %q", o, o.String(), want)

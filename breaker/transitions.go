@@ -144,7 +144,14 @@ func (b *Breaker) clearCounts() {
 func (b *Breaker) setState(s State) {
 	b.state = s
 	b.gen++
-	b.word.Store(b.gen<<stateBits | uint64(s))
+	w := b.gen<<genShift | uint64(s)
+	if b.timed {
+		w |= timedBit
+	}
+	if b.windowed {
+		w |= windowedBit
+	}
+	b.word.Store(w)
 }
 
 // satAdd adds without wrapping past the largest time, so that an enormous
