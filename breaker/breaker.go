@@ -240,17 +240,17 @@ func (b *Breaker) Call(ctx context.Context, fn func(ctx context.Context) error) 
 	if err != nil {
 		return err
 	}
+	cctx, cancel := context.WithTimeout(ctx, b.s.Timeout)
 	reported := false
 	defer func() {
+		cancel()
 		if !reported {
 			// fn panicked: the downstream call did not complete, and the
 			// permit (perhaps a probe slot) must not be lost.
 			b.Done(p, Failure, errPanicked)
 		}
 	}()
-	cctx, cancel := context.WithTimeout(ctx, b.s.Timeout)
 	err = fn(cctx)
-	cancel()
 	reported = true
 	b.Done(p, classify(ctx, err), err)
 	return err

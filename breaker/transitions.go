@@ -10,14 +10,14 @@ import (
 // This file is the state machine. Every function here runs with b.mu held
 // and is handed the time the caller read.
 //
-//	closed    --failure_threshold failures within window_size-->  open
-//	closed    --failure or slow-call rate over minimum_calls----> open
-//	open      --reset_timeout passed--------------------------->  half_open
-//	half_open --success_threshold probe successes-------------->  closed
-//	half_open --a probe failed, or was slow-------------------->  open
-//	half_open --half_open_timeout passed since the first probe->  open
-//	any       --Reset-------------------------------------------> closed
-//	any       --ForceOpen---------------------------------------> open (until Reset)
+//	closed    -> open       failure_threshold failures within window_size
+//	closed    -> open       failure or slow-call rate reached over minimum_calls
+//	open      -> half_open  reset_timeout passed (not when forced open)
+//	half_open -> closed     success_threshold probes succeeded
+//	half_open -> open       a probe failed, or was slow
+//	half_open -> open       half_open_timeout passed since the first probe
+//	any       -> closed     Reset
+//	any       -> open       ForceOpen (stays open until Reset)
 //
 // The time-driven transitions happen when the breaker is next asked
 // (Allow, Done, State, Snapshot): there are no timers or goroutines.
