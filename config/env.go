@@ -1,0 +1,126 @@
+package config
+
+import (
+	"fmt"
+	"maps"
+	"strconv"
+	"strings"
+	"unicode"
+
+	"github.com/spf13/viper"
+)
+
+// envName is the variable that overrides the key at path: RELAY_ + the
+// path in upper case, "." and "-" made "_", list positions "_<n>":
+// amqp.url -> RELAY_AMQP_URL, work[0].target -> RELAY_WORK_0_TARGET. It is
+// the mapping viper's SetEnvPrefix + SetEnvKeyReplacer would apply.
+func envName(path string) string {
+	r := strings.NewReplacer(".", "_", "-", "_", "[", "_", "]", "")
+	return EnvPrefix + "_" + strings.ToUpper(r.Replace(path))
+}
+
+// applyEnv sets in v every override env holds for a key the trees know.
+//
+// viper's AutomaticEnv does the same lookup, but only through the process
+// environment and only for keys it already holds; walking the schema here
+// makes the lookup injectable and reaches keys no layer sets yet (a
+// bulkhead's max_waiting, a header of the default target). Overrides are
+// checked like values of the file, by their key.
+func applyEnv(v *viper.Viper, sch *node, trees []any, env func(string) (string, bool), p *problems) {
+	walk(sch, trees, "", func(path string, n *node) {
+		if n.kind == kindList {
+			applyListEnv(v, path, n, env, p)
+			return
+		}
+		if val, ok := lookupEnv(path, n.kind, env, p); ok {
+			v.Set(path, val)
+		}
+	})
+}
+
+// applyListEnv overrides keys of the entries of a list by position.
+func applyListEnv(v *viper.Viper, path string, n *node, env func(string) (string, bool), p *problems) {
+	items, _ := v.Get(path).([]any)
+	out := make([]any, len(items))
+	changed := false
+	for i, item := range items {
+		entry, _ := item.(map[string]any)
+		entry = maps.Clone(entry)
+		if entry == nil {
+			entry = map[string]any{}
+		}
+		for _, f := range n.elem.fields {
+			key := fmt.Sprintf("%s[%d].%s", path, i, f.key)
+			if val, ok := lookupEnv(key, f.node.kind, env, p); ok {
+				entry[f.key] = val
+				changed = true
+			}
+		}
+		out[i] = entry
+	}
+	if changed {
+		v.Set(path, out)
+	}
+}
+
+// lookupEnv reads and checks the override of key. An empty variable counts
+// as unset, as it does for viper.
+func lookupEnv(key string, k kind, env func(string) (string, bool), p *problems) (any, bool) {
+	name := envName(key)
+	s, ok := env(name)
+	if !ok || s == "" {
+		return nil, false
+	}
+	val, msg := parseEnv(s, k)
+	if msg != "" {
+		p.reject(key, "%s (from %s)", msg, name)
+		return nil, false
+	}
+	return val, true
+}
+
+// parseEnv reads an environment value as the kind its key holds. Lists
+// are separated by commas or white space.
+func parseEnv(s string, k kind) (any, string) {
+	t := strings.TrimSpace(s)
+	switch k {
+	case kindString:
+		return s, ""
+	case kindInt:
+		i, err := strconv.ParseInt(t, 10, 64)
+		if err != nil {
+			return nil, "must be a whole number, got " + show(s)
+		}
+		return int(i), ""
+	case kindFloat:
+		f, err := strconv.ParseFloat(t, 64)
+		if err != nil {
+			return nil, "must be a number, got " + show(s)
+		}
+		return f, ""
+	case kindBool:
+		b, err := strconv.ParseBool(t)
+		if err != nil {
+			return nil, "must be true or false, got " + show(s)
+		}
+		return b, ""
+	case kindDuration:
+		if _, msg := parseDuration(t); msg != "" {
+			return nil, msg
+		}
+		return t, ""
+	case kindStringList, kindDurationList:
+		fields := strings.FieldsFunc(s, func(r rune) bool { return r == ',' || unicode.IsSpace(r) })
+		out := make([]any, len(fields))
+		for i, f := range fields {
+			if k == kindDurationList {
+				if _, msg := parseDuration(f); msg != "" {
+					return nil, fmt.Sprintf("item %d: %s", i, msg)
+				}
+			}
+			out[i] = f
+		}
+		return out, ""
+	}
+	return nil, "cannot be set from the environment"
+}
