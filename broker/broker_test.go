@@ -1,0 +1,346 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+	"github.com/vsm-relay/relay/internal/testbroker"
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+func dialTest(t *testing.T, url string, topo func(*amqp.Channel) error) *Conn {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	c, err := Dial(ctx, Options{Name: "test", Instance: "t", URL: url, Topology: topo,
+		ReconnectInitial: 20 * time.Millisecond, ReconnectMax: 200 * time.Millisecond, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatalf("Dial: %v", err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+func declareQueues(names ...string) func(*amqp.Channel) error {
+	return func(ch *amqp.Channel) error {
+		for _, n := range names {
+			if _, err := ch.QueueDeclare(n, true, false, false, false, nil); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+}
+
+func TestDialFailsWithinConnectTimeoutNamingRedactedURL(t *testing.T) {
+	start := time.Now()
+	_, err := Dial(context.Background(), Options{
+		Name: "consume", URL: "amqp://guest:s3cret@127.0.0.1:1/", ConnectTimeout: 300 * time.Millisecond,
+		ReconnectInitial: 10 * time.Millisecond, ReconnectMax: 50 * time.Millisecond,
+	})
+	if err == nil {
+		t.Fatal("Dial to a closed port succeeded")
+	}
+	msg := err.Error()
+	if strings.Contains(msg, "s3cret") {
+		t.Fatalf("error leaks the password: %s", msg)
+	}
+	if !strings.Contains(msg, "amqp://guest:***@127.0.0.1:1/") || !strings.Contains(msg, "within 300ms") {
+		t.Fatalf("error does not name the redacted URL and timeout: %s", msg)
+	}
+	if time.Since(start) > 10*time.Second {
+		t.Fatalf("Dial took %s with a 300ms connect timeout", time.Since(start))
+	}
+}
+
+func TestDialTopologyErrorFailsAtOnce(t *testing.T) {
+	url := testbroker.URL(t)
+	q := testbroker.Unique("relay.test.topo")
+	testbroker.CleanupQueues(t, url, q)
+	ch := testbroker.Channel(t, url)
+	if _, err := ch.QueueDeclare(q, true, false, false, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Dial(context.Background(), Options{Name: "t", URL: url, ConnectTimeout: 5 * time.Second,
+		Topology: func(ch *amqp.Channel) error {
+			// Same name, different durability: PRECONDITION_FAILED.
+			_, err := ch.QueueDeclare(q, false, false, false, false, nil)
+			return err
+		}})
+	if err == nil || !strings.Contains(err.Error(), "declaring topology") {
+		t.Fatalf("want a topology error, got %v", err)
+	}
+}
+
+func TestRedactURL(t *testing.T) {
+	cases := map[string]string{
+		"amqp://guest:guest@127.0.0.1:5672/":   "amqp://guest:***@127.0.0.1:5672/",
+		"amqps://u:p%40ss@host/vh":             "amqps://u:***@host/vh",
+		"amqp://host:5672/":                    "amqp://host:5672/",
+		"amqp://user@host/":                    "amqp://user@host/",
+		"::not a url":                          "<unparseable broker url>",
+	}
+	for in, want := range cases {
+		if got := RedactURL(in); got != want {
+			t.Errorf("RedactURL(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestPublishConsumeRoundTripWithConfirms(t *testing.T) {
+	url := testbroker.URL(t)
+	q := testbroker.Unique("relay.test.rt")
+	testbroker.CleanupQueues(t, url, q)
+	c := dialTest(t, url, declareQueues(q))
+	pub := c.NewPublisher()
+	defer pub.Close()
+
+	const n = 200
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	confs := make([]*Confirmation, 0, n)
+	for i := 0; i < n; i++ {
+		conf, err := pub.Publish(ctx, "", q, true, amqp.Publishing{Body: []byte(fmt.Sprint(i)), DeliveryMode: amqp.Persistent})
+		if err != nil {
+			t.Fatalf("Publish %d: %v", i, err)
+		}
+		confs = append(confs, conf)
+	}
+	for i, conf := range confs {
+		if err := conf.Wait(ctx); err != nil {
+			t.Fatalf("confirm %d: %v", i, err)
+		}
+	}
+
+	var got atomic.Int64
+	done := make(chan struct{})
+	cons, err := c.Consume(ConsumerOptions{Queue: q, Prefetch: 16}, func(d Delivery) {
+		if err := d.Ack(); err != nil {
+			t.Errorf("Ack: %v", err)
+		}
+		if got.Add(1) == n {
+			close(done)
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cons.Close()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		t.Fatalf("consumed %d of %d", got.Load(), n)
+	}
+}
+
+func TestMandatoryReturnsMatchTheirPublishes(t *testing.T) {
+	url := testbroker.URL(t)
+	q := testbroker.Unique("relay.test.ret")
+	testbroker.CleanupQueues(t, url, q)
+	c := dialTest(t, url, declareQueues(q))
+	pub := c.NewPublisher()
+	defer pub.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+
+	// Interleave routable and unroutable publishes of identical bodies.
+	const n = 300
+	type sent struct {
+		routable bool
+		conf     *Confirmation
+	}
+	var all []sent
+	for i := 0; i < n; i++ {
+		routable := i%3 != 0
+		key := q
+		if !routable {
+			key = q + ".nowhere"
+		}
+		conf, err := pub.Publish(ctx, "", key, true, amqp.Publishing{Body: []byte("same body"), DeliveryMode: amqp.Persistent})
+		if err != nil {
+			t.Fatal(err)
+		}
+		all = append(all, sent{routable, conf})
+	}
+	var returned, confirmed int
+	for i, s := range all {
+		err := s.conf.Wait(ctx)
+		switch {
+		case err == nil && s.routable:
+			confirmed++
+		case errors.Is(err, ErrReturned) && !s.routable:
+			returned++
+			var re *ReturnedError
+			if !errors.As(err, &re) || re.ReplyCode != 312 || re.RoutingKey != q+".nowhere" {
+				t.Fatalf("publish %d: returned error lacks detail: %#v", i, re)
+			}
+		default:
+			t.Fatalf("publish %d (routable=%v): %v", i, s.routable, err)
+		}
+	}
+	if confirmed != 200 || returned != 100 {
+		t.Fatalf("confirmed %d returned %d, want 200 and 100", confirmed, returned)
+	}
+}
+
+func TestConsumerPauseLeavesMessagesInBroker(t *testing.T) {
+	url := testbroker.URL(t)
+	q := testbroker.Unique("relay.test.pause")
+	testbroker.CleanupQueues(t, url, q)
+	c := dialTest(t, url, declareQueues(q))
+	pub := c.NewPublisher()
+	defer pub.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+
+	var got atomic.Int64
+	cons, err := c.Consume(ConsumerOptions{Queue: q, Prefetch: 4, Paused: true}, func(d Delivery) {
+		got.Add(1)
+		_ = d.Ack()
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cons.Close()
+	for i := 0; i < 10; i++ {
+		if err := pub.PublishAndWait(ctx, "", q, true, amqp.Publishing{Body: []byte("x")}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	inspect := testbroker.Channel(t, url)
+	waitFor(t, ctx, "10 messages ready while paused", func() bool {
+		qi, err := inspect.QueueDeclarePassive(q, true, false, false, false, nil)
+		return err == nil && qi.Messages == 10 && qi.Consumers == 0
+	})
+	if got.Load() != 0 {
+		t.Fatalf("paused consumer received %d deliveries", got.Load())
+	}
+	cons.Resume()
+	waitFor(t, ctx, "all 10 consumed after resume", func() bool { return got.Load() == 10 })
+	cons.CancelAndDrain(ctx)
+	waitFor(t, ctx, "consumer cancelled", func() bool {
+		qi, err := inspect.QueueDeclarePassive(q, true, false, false, false, nil)
+		return err == nil && qi.Consumers == 0
+	})
+}
+
+func TestReconnectResumesConsumersAndFailsUnconfirmed(t *testing.T) {
+	url := testbroker.URL(t)
+	q := testbroker.Unique("relay.test.reconnect")
+	testbroker.CleanupQueues(t, url, q)
+	c := dialTest(t, url, declareQueues(q))
+	var mu sync.Mutex
+	var kinds []EventKind
+	c.OnEvent(func(ev Event) {
+		mu.Lock()
+		kinds = append(kinds, ev.Kind)
+		mu.Unlock()
+	})
+	pub := c.NewPublisher()
+	defer pub.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+
+	var got atomic.Int64
+	cons, err := c.Consume(ConsumerOptions{Queue: q, Prefetch: 8}, func(d Delivery) {
+		got.Add(1)
+		_ = d.Ack()
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cons.Close()
+	waitFor(t, ctx, "consumer active", cons.Active)
+
+	for round := 1; round <= 3; round++ {
+		c.mu.Lock()
+		conn := c.conn
+		c.mu.Unlock()
+		conn.Close() // drop the connection under the relay's feet
+		waitFor(t, ctx, "reconnected", func() bool { return c.Connected() && cons.Active() })
+		if err := pub.PublishAndWait(ctx, "", q, true, amqp.Publishing{Body: []byte("after")}); err != nil {
+			t.Fatalf("round %d: publish after reconnect: %v", round, err)
+		}
+		want := int64(round)
+		waitFor(t, ctx, "delivery after reconnect", func() bool { return got.Load() == want })
+	}
+	inspect := testbroker.Channel(t, url)
+	qi, err := inspect.QueueDeclarePassive(q, true, false, false, false, nil)
+	if err != nil || qi.Consumers != 1 {
+		t.Fatalf("broker shows %d consumers (err %v), want exactly 1 after 3 reconnects", qi.Consumers, err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	lost, connected := 0, 0
+	for _, k := range kinds {
+		switch k {
+		case Lost:
+			lost++
+		case Connected:
+			connected++
+		}
+	}
+	if lost != 3 || connected != 3 {
+		t.Fatalf("events %v: want 3 lost and 3 connected", kinds)
+	}
+}
+
+func TestConfirmationLostWhenChannelDies(t *testing.T) {
+	url := testbroker.URL(t)
+	c := dialTest(t, url, nil)
+	pub := c.NewPublisher()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	cc, err := pub.channel(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A confirmation recorded but never confirmed resolves ErrLost when
+	// the channel closes.
+	conf := &Confirmation{done: make(chan struct{})}
+	cc.pendMu.Lock()
+	cc.pending[1<<40] = conf
+	cc.pendMu.Unlock()
+	pub.Close()
+	if err := conf.Wait(ctx); !errors.Is(err, ErrLost) {
+		t.Fatalf("want ErrLost, got %v", err)
+	}
+	if _, err := pub.Publish(ctx, "", "x", false, amqp.Publishing{}); err != nil {
+		t.Fatalf("publisher must reopen a channel after Close: %v", err)
+	}
+	pub.Close()
+}
+
+func waitFor(t *testing.T, ctx context.Context, what string, cond func() bool) {
+	t.Helper()
+	for !cond() {
+		select {
+		case <-ctx.Done():
+			t.Fatalf("timed out waiting: %s", what)
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
+func testLogger(t *testing.T) *slog.Logger {
+	return slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimSpace(string(p)))
+	return len(p), nil
+}

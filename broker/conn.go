@@ -1,0 +1,467 @@
+package broker
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+)
+
+// Options configure a Conn. Zero values mean the defaults noted.
+type Options struct {
+	// Name is the connection's role ("consume", "publish", an outbound
+	// destination); it appears in logs, in events and, with Instance, as
+	// the broker-side connection_name.
+	Name string
+	// Instance identifies this relay process.
+	Instance string
+	// URL is the broker URL, amqp:// or amqps://.
+	URL string
+	// TLS is used for amqps:// URLs. Nil: the system roots.
+	TLS *tls.Config
+	// ConnectTimeout bounds the first connection, topology included.
+	// Zero: 30s.
+	ConnectTimeout time.Duration
+	// Heartbeat is the AMQP heartbeat interval. Zero: 10s.
+	Heartbeat time.Duration
+	// ReconnectInitial and ReconnectMax bound the redial delays
+	// (exponential, full jitter). Zero: 250ms and 30s.
+	ReconnectInitial, ReconnectMax time.Duration
+	// Topology, when set, declares what this connection's users need. It
+	// runs on a fresh channel after every (re)connect, before the
+	// connection is handed out. An error on the first connect fails Dial;
+	// on a reconnect the connection is dropped and dialled again.
+	Topology func(ch *amqp.Channel) error
+	// Logger receives connection life-cycle lines. Nil: discarded.
+	Logger *slog.Logger
+}
+
+func (o Options) withDefaults() Options {
+	if o.ConnectTimeout <= 0 {
+		o.ConnectTimeout = 30 * time.Second
+	}
+	if o.Heartbeat <= 0 {
+		o.Heartbeat = 10 * time.Second
+	}
+	if o.ReconnectInitial <= 0 {
+		o.ReconnectInitial = 250 * time.Millisecond
+	}
+	if o.ReconnectMax <= 0 {
+		o.ReconnectMax = 30 * time.Second
+	}
+	if o.ReconnectMax < o.ReconnectInitial {
+		o.ReconnectMax = o.ReconnectInitial
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	return o
+}
+
+// EventKind says what happened to a connection.
+type EventKind int
+
+const (
+	// Connected: a connection is up and its topology declared. Downtime
+	// is how long it was away (zero for the first connect).
+	Connected EventKind = iota
+	// Lost: the connection died; Reason says why. Redialling follows.
+	Lost
+	// Blocked: the broker stopped reading this connection's publishes
+	// (connection.blocked, usually a memory or disk alarm).
+	Blocked
+	// Unblocked: the broker reads publishes again.
+	Unblocked
+)
+
+func (k EventKind) String() string {
+	switch k {
+	case Connected:
+		return "connected"
+	case Lost:
+		return "lost"
+	case Blocked:
+		return "blocked"
+	case Unblocked:
+		return "unblocked"
+	}
+	return fmt.Sprintf("EventKind(%d)", int(k))
+}
+
+// Event is one connection life-cycle change.
+type Event struct {
+	Conn     string // Options.Name
+	Kind     EventKind
+	Reason   string
+	Downtime time.Duration // with Connected after a loss, and with Unblocked
+	At       time.Time
+}
+
+// Conn is a self-healing broker connection. It is safe for concurrent use.
+type Conn struct {
+	opts Options
+	log  *slog.Logger
+
+	mu           sync.Mutex
+	conn         *amqp.Connection
+	gen          uint64
+	ready        chan struct{} // closed while connected
+	unblocked    chan struct{} // closed while not blocked
+	blockedSince time.Time
+	lostAt       time.Time
+	closed       bool
+
+	done chan struct{}
+	wg   sync.WaitGroup
+
+	notify notifier[Event]
+}
+
+// Dial connects to the broker, runs the topology, and keeps the
+// connection up until Close. The first connection must be made within
+// Options.ConnectTimeout (and ctx); otherwise Dial returns an error that
+// names the (redacted) URL and the last dial error.
+func Dial(ctx context.Context, opts Options) (*Conn, error) {
+	opts = opts.withDefaults()
+	c := &Conn{
+		opts:      opts,
+		log:       opts.Logger.With("conn", opts.Name),
+		ready:     make(chan struct{}),
+		unblocked: make(chan struct{}),
+		done:      make(chan struct{}),
+	}
+	close(c.unblocked)
+
+	ctx, cancel := context.WithTimeout(ctx, opts.ConnectTimeout)
+	defer cancel()
+	var lastErr error
+	delay := newDelays(opts.ReconnectInitial, opts.ReconnectMax)
+	for {
+		conn, err := c.connect()
+		if err == nil {
+			c.install(conn, 0)
+			c.wg.Add(1)
+			go c.supervise(conn)
+			return c, nil
+		}
+		lastErr = err
+		var topo *topologyError
+		if errors.As(err, &topo) {
+			return nil, fmt.Errorf("broker %s: %w", RedactURL(opts.URL), err)
+		}
+		c.log.Warn("broker connection failed, retrying", "url", RedactURL(opts.URL), "err", err.Error())
+		if werr := sleepCtx(ctx, delay.next()); werr != nil {
+			return nil, fmt.Errorf("could not connect to broker %s within %s: %s",
+				RedactURL(opts.URL), opts.ConnectTimeout, lastErr)
+		}
+	}
+}
+
+type topologyError struct{ err error }
+
+func (e *topologyError) Error() string { return "declaring topology: " + e.err.Error() }
+func (e *topologyError) Unwrap() error { return e.err }
+
+// connect dials once and declares the topology.
+func (c *Conn) connect() (*amqp.Connection, error) {
+	dialTimeout := c.opts.ConnectTimeout
+	if dialTimeout > 10*time.Second {
+		dialTimeout = 10 * time.Second
+	}
+	props := amqp.NewConnectionProperties()
+	props.SetClientConnectionName(connectionName(c.opts.Instance, c.opts.Name))
+	conn, err := amqp.DialConfig(c.opts.URL, amqp.Config{
+		Heartbeat:       c.opts.Heartbeat,
+		TLSClientConfig: c.opts.TLS,
+		Properties:      props,
+		Locale:          "en_US",
+		Dial:            amqp.DefaultDial(dialTimeout),
+	})
+	if err != nil {
+		return nil, errors.New(redactErr(err, c.opts.URL))
+	}
+	if c.opts.Topology != nil {
+		ch, err := conn.Channel()
+		if err != nil {
+			conn.Close()
+			return nil, fmt.Errorf("opening topology channel: %s", err)
+		}
+		if err := c.opts.Topology(ch); err != nil {
+			conn.Close()
+			return nil, &topologyError{err}
+		}
+		ch.Close()
+	}
+	return conn, nil
+}
+
+// ConnectionName is the connection_name a relay connection shows in the
+// broker (rabbitmqctl list_connections name client_properties).
+func connectionName(instance, name string) string {
+	if instance == "" {
+		return "relay " + name
+	}
+	return "relay " + instance + " " + name
+}
+
+// install makes conn the current connection and announces it.
+func (c *Conn) install(conn *amqp.Connection, downtime time.Duration) {
+	c.mu.Lock()
+	c.conn = conn
+	c.gen++
+	close(c.ready)
+	c.mu.Unlock()
+	c.log.Info("broker connected", "url", RedactURL(c.opts.URL), "downtime", downtime)
+	c.emit(Event{Conn: c.opts.Name, Kind: Connected, Downtime: downtime, At: time.Now()})
+}
+
+// supervise watches the current connection and redials when it dies.
+func (c *Conn) supervise(conn *amqp.Connection) {
+	defer c.wg.Done()
+	for {
+		closed := conn.NotifyClose(make(chan *amqp.Error, 1))
+		blocks := conn.NotifyBlocked(make(chan amqp.Blocking, 8))
+		reason := c.watch(conn, closed, blocks)
+		if reason == "" { // Close was called
+			return
+		}
+		c.markLost(reason)
+		next, downtime, ok := c.redial()
+		if !ok {
+			return
+		}
+		conn = next
+		c.install(conn, downtime)
+	}
+}
+
+// watch returns why conn died, or "" when the Conn is being closed.
+func (c *Conn) watch(conn *amqp.Connection, closed <-chan *amqp.Error, blocks <-chan amqp.Blocking) string {
+	for {
+		select {
+		case <-c.done:
+			conn.Close()
+			return ""
+		case b, ok := <-blocks:
+			if !ok {
+				blocks = nil
+				continue
+			}
+			c.setBlocked(b.Active, b.Reason)
+		case err, ok := <-closed:
+			if !ok || err == nil {
+				return "connection closed"
+			}
+			return redactErr(err, c.opts.URL)
+		}
+	}
+}
+
+func (c *Conn) setBlocked(active bool, reason string) {
+	now := time.Now()
+	c.mu.Lock()
+	wasBlocked := !c.blockedSince.IsZero()
+	var since time.Time
+	switch {
+	case active && !wasBlocked:
+		c.blockedSince = now
+		c.unblocked = make(chan struct{})
+	case !active && wasBlocked:
+		since = c.blockedSince
+		c.blockedSince = time.Time{}
+		close(c.unblocked)
+	default:
+		c.mu.Unlock()
+		return
+	}
+	c.mu.Unlock()
+	if active {
+		c.log.Warn("broker blocked this connection", "reason", reason)
+		c.emit(Event{Conn: c.opts.Name, Kind: Blocked, Reason: reason, At: now})
+		return
+	}
+	c.log.Info("broker unblocked this connection", "blocked_for", now.Sub(since))
+	c.emit(Event{Conn: c.opts.Name, Kind: Unblocked, Downtime: now.Sub(since), At: now})
+}
+
+func (c *Conn) markLost(reason string) {
+	now := time.Now()
+	c.mu.Lock()
+	c.conn = nil
+	c.ready = make(chan struct{})
+	c.lostAt = now
+	c.mu.Unlock()
+	// A lost connection is no longer blocked: the next one starts fresh.
+	c.setBlocked(false, "")
+	c.log.Warn("broker connection lost", "reason", reason)
+	c.emit(Event{Conn: c.opts.Name, Kind: Lost, Reason: reason, At: now})
+}
+
+// redial dials until it succeeds or the Conn is closed.
+func (c *Conn) redial() (*amqp.Connection, time.Duration, bool) {
+	delay := newDelays(c.opts.ReconnectInitial, c.opts.ReconnectMax)
+	for {
+		select {
+		case <-c.done:
+			return nil, 0, false
+		case <-time.After(delay.next()):
+		}
+		conn, err := c.connect()
+		if err == nil {
+			c.mu.Lock()
+			downtime := time.Since(c.lostAt)
+			c.mu.Unlock()
+			return conn, downtime, true
+		}
+		c.log.Warn("broker reconnect failed", "url", RedactURL(c.opts.URL), "err", err.Error())
+	}
+}
+
+// Connected reports whether a connection is up.
+func (c *Conn) Connected() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.conn != nil
+}
+
+// Blocked reports whether the broker has blocked this connection.
+func (c *Conn) Blocked() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return !c.blockedSince.IsZero()
+}
+
+// Name returns Options.Name.
+func (c *Conn) Name() string { return c.opts.Name }
+
+// OnEvent adds a listener for connection events. Listeners are called in
+// order of events, outside any lock, from the goroutine that raised the
+// event; they must not block for long.
+func (c *Conn) OnEvent(fn func(Event)) { c.notify.add(fn) }
+
+func (c *Conn) emit(ev Event) { c.notify.emit(ev) }
+
+// current waits until a connection is up and returns it with its
+// generation.
+func (c *Conn) current(ctx context.Context) (*amqp.Connection, uint64, error) {
+	for {
+		c.mu.Lock()
+		conn, gen, ready, closed := c.conn, c.gen, c.ready, c.closed
+		c.mu.Unlock()
+		if closed {
+			return nil, 0, ErrClosed
+		}
+		if conn != nil && !conn.IsClosed() {
+			return conn, gen, nil
+		}
+		if conn != nil {
+			// Closed but not yet replaced: the supervisor is about to
+			// notice. Wait a moment rather than spin on the old ready.
+			ready = nil
+		}
+		select {
+		case <-time.After(5 * time.Millisecond):
+		case <-ready:
+		case <-c.done:
+			return nil, 0, ErrClosed
+		case <-ctx.Done():
+			return nil, 0, ctx.Err()
+		}
+	}
+}
+
+// Channel opens a channel on the current connection, waiting for one to
+// be up. The generation changes with every new connection. It returns an
+// error only when ctx ends or the Conn is closed: a channel that cannot be
+// opened on a dying connection is tried again on the next one.
+func (c *Conn) Channel(ctx context.Context) (*amqp.Channel, uint64, error) {
+	for {
+		conn, gen, err := c.current(ctx)
+		if err != nil {
+			return nil, 0, err
+		}
+		ch, err := conn.Channel()
+		if err == nil {
+			return ch, gen, nil
+		}
+		if !conn.IsClosed() {
+			c.log.Warn("opening a channel failed, retrying", "err", err.Error())
+		}
+		select {
+		case <-ctx.Done():
+			return nil, 0, ctx.Err()
+		case <-c.done:
+			return nil, 0, ErrClosed
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// WaitUnblocked returns once the connection is not blocked (at once when
+// it is not), or with ctx's error.
+func (c *Conn) WaitUnblocked(ctx context.Context) error {
+	c.mu.Lock()
+	ch := c.unblocked
+	c.mu.Unlock()
+	select {
+	case <-ch:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-c.done:
+		return ErrClosed
+	}
+}
+
+// Close closes the connection and stops redialling. Consumers and
+// publishers on it end; unconfirmed publishes resolve with ErrLost.
+func (c *Conn) Close() error {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return nil
+	}
+	c.closed = true
+	close(c.done)
+	c.mu.Unlock()
+	c.wg.Wait()
+	return nil
+}
+
+// Done is closed when Close is called.
+func (c *Conn) Done() <-chan struct{} { return c.done }
+
+// delays yields exponential delays with full jitter.
+type delays struct {
+	cur, max time.Duration
+}
+
+func newDelays(initial, max time.Duration) *delays { return &delays{cur: initial, max: max} }
+
+func (d *delays) next() time.Duration {
+	v := time.Duration(rand.Int64N(int64(d.cur) + 1))
+	if d.cur < d.max {
+		d.cur *= 2
+		if d.cur > d.max {
+			d.cur = d.max
+		}
+	}
+	return v
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}

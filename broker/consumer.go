@@ -1,0 +1,284 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+)
+
+// Delivery is one message handed to a consumer's handler. Ack and Nack
+// report ErrStale when the channel it came on has died (the broker has
+// requeued the message by then).
+type Delivery struct {
+	amqp.Delivery
+	ch *amqp.Channel
+}
+
+// Ack acknowledges the delivery.
+func (d Delivery) Ack() error { return d.settle(d.Delivery.Ack(false)) }
+
+// Requeue gives the delivery back to the broker for redelivery.
+func (d Delivery) Requeue() error { return d.settle(d.Delivery.Nack(false, true)) }
+
+// Discard rejects the delivery without requeueing it (the queue's
+// dead-letter settings, if any, apply).
+func (d Delivery) Discard() error { return d.settle(d.Delivery.Nack(false, false)) }
+
+func (d Delivery) settle(err error) error {
+	if err == nil {
+		return nil
+	}
+	if d.ch == nil || d.ch.IsClosed() || errors.Is(err, amqp.ErrClosed) {
+		return ErrStale
+	}
+	return err
+}
+
+// ConsumerOptions configure a Consumer.
+type ConsumerOptions struct {
+	// Queue to consume. It must exist (declare it in the Conn's Topology).
+	Queue string
+	// Prefetch is the number of unacked deliveries the broker lets this
+	// consumer hold. Zero: 1.
+	Prefetch int
+	// Paused starts the consumer without consuming until Resume.
+	Paused bool
+}
+
+// Handler receives deliveries. It runs on the consumer's own goroutine, so
+// it must hand long work to another goroutine and return promptly; the
+// prefetch bounds how many deliveries can be in hand at once.
+type Handler func(Delivery)
+
+// Consumer keeps one queue consumed across reconnects. It is safe for
+// concurrent use.
+type Consumer struct {
+	conn    *Conn
+	queue   string
+	handler Handler
+
+	mu       sync.Mutex
+	paused   bool
+	prefetch int
+	active   bool // consuming on the current channel
+
+	kick chan struct{}
+	done chan struct{}
+	wg   sync.WaitGroup
+
+	seq atomic.Uint64
+}
+
+// Consume starts a Consumer for opts.Queue on c.
+func (c *Conn) Consume(opts ConsumerOptions, h Handler) (*Consumer, error) {
+	if opts.Queue == "" {
+		return nil, errors.New("broker: consumer needs a queue name")
+	}
+	if h == nil {
+		return nil, errors.New("broker: consumer needs a handler")
+	}
+	if opts.Prefetch <= 0 {
+		opts.Prefetch = 1
+	}
+	cons := &Consumer{
+		conn:     c,
+		queue:    opts.Queue,
+		handler:  h,
+		paused:   opts.Paused,
+		prefetch: opts.Prefetch,
+		kick:     make(chan struct{}, 1),
+		done:     make(chan struct{}),
+	}
+	cons.wg.Add(1)
+	go cons.run()
+	return cons, nil
+}
+
+// Queue returns the consumed queue's name.
+func (cs *Consumer) Queue() string { return cs.queue }
+
+// Pause stops taking new deliveries (basic.cancel). Deliveries already
+// received are still handed to the handler and may be acked.
+func (cs *Consumer) Pause() { cs.set(func() { cs.paused = true }) }
+
+// Resume starts taking deliveries again.
+func (cs *Consumer) Resume() { cs.set(func() { cs.paused = false }) }
+
+// SetPrefetch changes how many unacked deliveries the broker lets this
+// consumer hold; it applies to deliveries sent from now on.
+func (cs *Consumer) SetPrefetch(n int) {
+	if n <= 0 {
+		n = 1
+	}
+	cs.set(func() { cs.prefetch = n })
+}
+
+// Paused reports whether the consumer is paused.
+func (cs *Consumer) Paused() bool {
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	return cs.paused
+}
+
+// Active reports whether the consumer is consuming on a live channel.
+func (cs *Consumer) Active() bool {
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	return cs.active
+}
+
+func (cs *Consumer) set(change func()) {
+	cs.mu.Lock()
+	change()
+	cs.mu.Unlock()
+	select {
+	case cs.kick <- struct{}{}:
+	default:
+	}
+}
+
+// Close cancels the consumer and closes its channel. Deliveries in hand
+// that were not acked go back to the broker.
+func (cs *Consumer) Close() {
+	select {
+	case <-cs.done:
+	default:
+		close(cs.done)
+	}
+	cs.wg.Wait()
+}
+
+// CancelAndDrain stops consuming and waits (up to ctx) until every
+// delivery already received has been handed to the handler, keeping the
+// channel open so that the handler's work can still be acked. Close the
+// consumer afterwards.
+func (cs *Consumer) CancelAndDrain(ctx context.Context) {
+	cs.Pause()
+	deadline := time.NewTicker(5 * time.Millisecond)
+	defer deadline.Stop()
+	for {
+		if !cs.Active() {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-deadline.C:
+		}
+	}
+}
+
+func (cs *Consumer) run() {
+	defer cs.wg.Done()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		select {
+		case <-cs.done:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	for {
+		ch, _, err := cs.conn.Channel(ctx)
+		if err != nil {
+			return // closed
+		}
+		err = cs.serve(ch)
+		ch.Close()
+		select {
+		case <-cs.done:
+			return
+		default:
+		}
+		if err != nil {
+			cs.conn.log.Warn("consumer channel ended, reopening", "queue", cs.queue, "err", err.Error())
+			select {
+			case <-cs.done:
+				return
+			case <-time.After(250 * time.Millisecond):
+			}
+		}
+	}
+}
+
+// serve consumes on ch until the channel dies or the consumer is closed.
+func (cs *Consumer) serve(ch *amqp.Channel) error {
+	closed := ch.NotifyClose(make(chan *amqp.Error, 1))
+	cancels := ch.NotifyCancel(make(chan string, 1))
+	appliedPrefetch := -1
+	var deliveries <-chan amqp.Delivery
+	tag := ""
+	defer func() {
+		cs.mu.Lock()
+		cs.active = false
+		cs.mu.Unlock()
+	}()
+	for {
+		cs.mu.Lock()
+		paused, prefetch := cs.paused, cs.prefetch
+		cs.mu.Unlock()
+
+		if prefetch != appliedPrefetch {
+			if err := ch.Qos(prefetch, 0, false); err != nil {
+				return fmt.Errorf("setting prefetch %d: %w", prefetch, err)
+			}
+			appliedPrefetch = prefetch
+		}
+		if !paused && deliveries == nil {
+			tag = cs.nextTag()
+			d, err := ch.Consume(cs.queue, tag, false, false, false, false, nil)
+			if err != nil {
+				return fmt.Errorf("consuming %s: %w", cs.queue, err)
+			}
+			deliveries = d
+			cs.mu.Lock()
+			cs.active = true
+			cs.mu.Unlock()
+		}
+		if paused && tag != "" {
+			// Synchronous cancel: deliveries sent before cancel-ok still
+			// reach us and are drained below; none come after.
+			if err := ch.Cancel(tag, false); err != nil {
+				return fmt.Errorf("cancelling consumer on %s: %w", cs.queue, err)
+			}
+			tag = ""
+		}
+
+		select {
+		case <-cs.done:
+			if tag != "" {
+				_ = ch.Cancel(tag, false)
+			}
+			return nil
+		case err := <-closed:
+			if err == nil {
+				return errors.New("channel closed")
+			}
+			return err
+		case t := <-cancels:
+			// The broker cancelled us (queue deleted, node down): consume
+			// again on a fresh channel.
+			return fmt.Errorf("broker cancelled consumer %s on %s", t, cs.queue)
+		case <-cs.kick:
+		case d, ok := <-deliveries:
+			if !ok {
+				deliveries = nil
+				cs.mu.Lock()
+				cs.active = false
+				cs.mu.Unlock()
+				continue
+			}
+			cs.handler(Delivery{Delivery: d, ch: ch})
+		}
+	}
+}
+
+func (cs *Consumer) nextTag() string {
+	return fmt.Sprintf("%s %s #%d", connectionName(cs.conn.opts.Instance, "consume"), cs.queue, cs.seq.Add(1))
+}

@@ -1,0 +1,331 @@
+package broker
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+)
+
+// Publisher publishes with publisher confirms on its own channel of a
+// Conn. Many publishes may be in flight at once; each caller waits for its
+// own Confirmation. It is safe for concurrent use.
+type Publisher struct {
+	conn *Conn
+
+	mu  sync.Mutex // serialises publishes so delivery tags match records
+	cur *confirmChannel
+}
+
+// NewPublisher returns a Publisher on c. Its channel is opened on first
+// use and again after every reconnect.
+func (c *Conn) NewPublisher() *Publisher { return &Publisher{conn: c} }
+
+// Confirmation is the pending outcome of one publish.
+type Confirmation struct {
+	done chan struct{}
+	err  error
+
+	// Kept for mandatory publishes, to recognise a basic.return.
+	mandatory bool
+	exchange  string
+	key       string
+	msg       *amqp.Publishing
+}
+
+// Done is closed once the outcome is known.
+func (c *Confirmation) Done() <-chan struct{} { return c.done }
+
+// Err returns the outcome once Done is closed: nil when the broker
+// confirmed the message, a *ReturnedError when it came back unroutable,
+// ErrNacked, or ErrLost.
+func (c *Confirmation) Err() error {
+	<-c.done
+	return c.err
+}
+
+// Wait waits for the outcome or for ctx to end.
+func (c *Confirmation) Wait(ctx context.Context) error {
+	select {
+	case <-c.done:
+		return c.err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (c *Confirmation) resolve(err error) {
+	c.err = err
+	c.msg = nil
+	close(c.done)
+}
+
+// Publish sends msg to exchange with routing key, and returns at once
+// with its Confirmation. It waits (up to ctx) while the broker connection
+// is down or blocked. With mandatory, an unroutable message resolves with
+// a *ReturnedError. msg must not be changed until the Confirmation is done.
+func (p *Publisher) Publish(ctx context.Context, exchange, key string, mandatory bool, msg amqp.Publishing) (*Confirmation, error) {
+	if err := msg.Headers.Validate(); err != nil {
+		return nil, fmt.Errorf("publish to %q: bad headers: %w", exchange, err)
+	}
+	conf := &Confirmation{done: make(chan struct{}), mandatory: mandatory, exchange: exchange, key: key}
+	if mandatory {
+		conf.msg = &msg
+	}
+	for {
+		if err := p.conn.WaitUnblocked(ctx); err != nil {
+			return nil, err
+		}
+		cc, err := p.channel(ctx)
+		if err != nil {
+			return nil, err
+		}
+		err = cc.publish(exchange, key, mandatory, msg, conf)
+		if err == nil {
+			return conf, nil
+		}
+		if !cc.ch.IsClosed() && !errors.Is(err, amqp.ErrClosed) {
+			return nil, fmt.Errorf("publish to %q: %w", exchange, err)
+		}
+		// The channel died before the message left; take a fresh one.
+		p.drop(cc)
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+	}
+}
+
+// PublishAndWait publishes and waits for the confirmation.
+func (p *Publisher) PublishAndWait(ctx context.Context, exchange, key string, mandatory bool, msg amqp.Publishing) error {
+	c, err := p.Publish(ctx, exchange, key, mandatory, msg)
+	if err != nil {
+		return err
+	}
+	return c.Wait(ctx)
+}
+
+// channel returns the live confirm channel, opening one if needed.
+func (p *Publisher) channel(ctx context.Context) (*confirmChannel, error) {
+	p.mu.Lock()
+	cc := p.cur
+	p.mu.Unlock()
+	if cc != nil && !cc.ch.IsClosed() {
+		return cc, nil
+	}
+	ch, _, err := p.conn.Channel(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := ch.Confirm(false); err != nil {
+		ch.Close()
+		return nil, fmt.Errorf("enabling publisher confirms: %w", err)
+	}
+	fresh := newConfirmChannel(ch)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cur != nil && !p.cur.ch.IsClosed() {
+		// Someone else opened one meanwhile; use theirs.
+		ch.Close()
+		return p.cur, nil
+	}
+	p.cur = fresh
+	return fresh, nil
+}
+
+func (p *Publisher) drop(cc *confirmChannel) {
+	p.mu.Lock()
+	if p.cur == cc {
+		p.cur = nil
+	}
+	p.mu.Unlock()
+	cc.ch.Close()
+}
+
+// Close closes the publisher's channel; unconfirmed publishes resolve
+// with ErrLost.
+func (p *Publisher) Close() {
+	p.mu.Lock()
+	cc := p.cur
+	p.cur = nil
+	p.mu.Unlock()
+	if cc != nil {
+		cc.ch.Close()
+		<-cc.finished
+	}
+}
+
+// confirmChannel is one confirm-mode channel and the goroutine that
+// resolves its confirmations. That one goroutine reads both the channel's
+// returns and its confirms: amqp091 hands a basic.return to the returns
+// listener before it processes the basic.ack that follows it, so by the
+// time a confirm is read every return that preceded it is already waiting
+// in the returns buffer, and is drained first.
+type confirmChannel struct {
+	ch       *amqp.Channel
+	confirms chan amqp.Confirmation
+	returns  chan amqp.Return
+	finished chan struct{}
+
+	pubMu   sync.Mutex // held across tag assignment and the publish frame
+	pendMu  sync.Mutex
+	pending map[uint64]*Confirmation
+	dead    bool // the channel closed; nothing new may be recorded
+
+	unmatched []amqp.Return // returns whose confirm has not come yet
+}
+
+const (
+	confirmBuffer  = 4096
+	returnBuffer   = 1024
+	unmatchedLimit = 4096
+)
+
+func newConfirmChannel(ch *amqp.Channel) *confirmChannel {
+	cc := &confirmChannel{
+		ch:       ch,
+		confirms: ch.NotifyPublish(make(chan amqp.Confirmation, confirmBuffer)),
+		returns:  ch.NotifyReturn(make(chan amqp.Return, returnBuffer)),
+		finished: make(chan struct{}),
+		pending:  make(map[uint64]*Confirmation),
+	}
+	go cc.resolveLoop()
+	return cc
+}
+
+func (cc *confirmChannel) publish(exchange, key string, mandatory bool, msg amqp.Publishing, conf *Confirmation) error {
+	cc.pubMu.Lock()
+	defer cc.pubMu.Unlock()
+	tag := cc.ch.GetNextPublishSeqNo()
+	cc.pendMu.Lock()
+	if cc.dead {
+		cc.pendMu.Unlock()
+		return amqp.ErrClosed
+	}
+	cc.pending[tag] = conf
+	cc.pendMu.Unlock()
+	if err := cc.ch.Publish(exchange, key, mandatory, false, msg); err != nil {
+		cc.pendMu.Lock()
+		delete(cc.pending, tag)
+		cc.pendMu.Unlock()
+		return err
+	}
+	return nil
+}
+
+func (cc *confirmChannel) resolveLoop() {
+	defer close(cc.finished)
+	returns := cc.returns
+	for {
+		select {
+		case r, ok := <-returns:
+			if !ok {
+				returns = nil
+				continue
+			}
+			cc.addReturn(r)
+		case c, ok := <-cc.confirms:
+			if !ok {
+				cc.failAll()
+				return
+			}
+			cc.drainReturns()
+			cc.confirm(c)
+		}
+	}
+}
+
+func (cc *confirmChannel) drainReturns() {
+	for {
+		select {
+		case r, ok := <-cc.returns:
+			if !ok {
+				return
+			}
+			cc.addReturn(r)
+		default:
+			return
+		}
+	}
+}
+
+func (cc *confirmChannel) addReturn(r amqp.Return) {
+	if len(cc.unmatched) >= unmatchedLimit {
+		cc.unmatched = cc.unmatched[1:]
+	}
+	cc.unmatched = append(cc.unmatched, r)
+}
+
+func (cc *confirmChannel) confirm(c amqp.Confirmation) {
+	cc.pendMu.Lock()
+	conf, ok := cc.pending[c.DeliveryTag]
+	delete(cc.pending, c.DeliveryTag)
+	// Confirms arrive in tag order; anything older still pending was
+	// never confirmed to us and its outcome is unknown.
+	var stale []*Confirmation
+	for tag, old := range cc.pending {
+		if tag < c.DeliveryTag {
+			stale = append(stale, old)
+			delete(cc.pending, tag)
+		}
+	}
+	cc.pendMu.Unlock()
+	for _, s := range stale {
+		s.resolve(ErrLost)
+	}
+	if !ok {
+		return
+	}
+	switch {
+	case !c.Ack:
+		conf.resolve(ErrNacked)
+	case conf.mandatory:
+		if r, found := cc.takeReturn(conf); found {
+			conf.resolve(&ReturnedError{Exchange: r.Exchange, RoutingKey: r.RoutingKey, ReplyCode: r.ReplyCode, ReplyText: r.ReplyText})
+			return
+		}
+		conf.resolve(nil)
+	default:
+		conf.resolve(nil)
+	}
+}
+
+// takeReturn finds the return that belongs to conf. Returns carry no
+// delivery tag, so a return is matched by what was published: exchange,
+// routing key, ids and body. Byte-identical messages are interchangeable,
+// so matching the first of several identical ones is still exact in
+// outcome: one of them was routed and one was returned.
+func (cc *confirmChannel) takeReturn(conf *Confirmation) (amqp.Return, bool) {
+	for i, r := range cc.unmatched {
+		if r.Exchange == conf.exchange && r.RoutingKey == conf.key && samePublishing(r, conf.msg) {
+			cc.unmatched = append(cc.unmatched[:i], cc.unmatched[i+1:]...)
+			return r, true
+		}
+	}
+	return amqp.Return{}, false
+}
+
+func samePublishing(r amqp.Return, m *amqp.Publishing) bool {
+	if m == nil {
+		return false
+	}
+	return r.MessageId == m.MessageId &&
+		r.CorrelationId == m.CorrelationId &&
+		r.ContentType == m.ContentType &&
+		r.Type == m.Type &&
+		len(r.Headers) == len(m.Headers) &&
+		bytes.Equal(r.Body, m.Body)
+}
+
+func (cc *confirmChannel) failAll() {
+	cc.pendMu.Lock()
+	pend := cc.pending
+	cc.pending = map[uint64]*Confirmation{}
+	cc.dead = true
+	cc.pendMu.Unlock()
+	for _, conf := range pend {
+		conf.resolve(ErrLost)
+	}
+}
