@@ -1,0 +1,123 @@
+package algedonic
+
+import (
+	"log/slog"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/vsm-relay/relay/clock"
+	"github.com/vsm-relay/relay/internal/fielderr"
+)
+
+// Config configures an Emitter. The zero value of each field means the
+// default noted beside it.
+type Config struct {
+	// PainExchange receives pain events. Zero: "vsm.algedonic.pain".
+	PainExchange string
+	// PleasureExchange receives pleasure events. Zero:
+	// "vsm.algedonic.pleasure".
+	PleasureExchange string
+	// Coalesce is the window within which repeated pain of a coalesced
+	// kind is only counted. Zero: 10s. To turn coalescing off, pass
+	// WithCoalesced with no kinds.
+	Coalesce time.Duration
+	// Buffer is how many events wait for the broker at most; beyond it the
+	// oldest is dropped. Zero: 1000.
+	Buffer int
+	// Instance is written into every event that does not carry one. Zero:
+	// left empty (the relay's configuration defaults it to hostname-pid).
+	Instance string
+}
+
+// Defaults of the zero-valued fields.
+const (
+	DefaultPainExchange     = "vsm.algedonic.pain"
+	DefaultPleasureExchange = "vsm.algedonic.pleasure"
+	DefaultCoalesce         = 10 * time.Second
+	DefaultBuffer           = 1000
+)
+
+// WithDefaults returns c with every zero field set to its default.
+func (c Config) WithDefaults() Config {
+	if c.PainExchange == "" {
+		c.PainExchange = DefaultPainExchange
+	}
+	if c.PleasureExchange == "" {
+		c.PleasureExchange = DefaultPleasureExchange
+	}
+	if c.Coalesce == 0 {
+		c.Coalesce = DefaultCoalesce
+	}
+	if c.Buffer == 0 {
+		c.Buffer = DefaultBuffer
+	}
+	return c
+}
+
+// Validate reports every bad value keyed by its configuration name
+// (coalesce, buffer).
+func (c Config) Validate() error {
+	var l fielderr.List
+	if c.Coalesce < 0 {
+		l.Addf("coalesce", "must not be negative, got %s", c.Coalesce)
+	}
+	if c.Buffer < 0 {
+		l.Addf("buffer", "must not be negative, got %d", c.Buffer)
+	}
+	return l.Err()
+}
+
+// Kind names a (source, event) pair, the unit coalescing is configured by.
+type Kind struct {
+	Source, Event string
+}
+
+// DefaultCoalesced returns the kinds the contract coalesces: bulkhead
+// rejections and dead-lettered tasks, the two kinds of pain that come in
+// storms during an outage.
+func DefaultCoalesced() []Kind {
+	return []Kind{
+		{Source: SourceBulkhead, Event: EventRejected},
+		{Source: SourceQueue, Event: EventDeadLettered},
+	}
+}
+
+type options struct {
+	clock          clock.Clock
+	logger         *slog.Logger
+	reg            prometheus.Registerer
+	coalesced      []Kind
+	publishTimeout time.Duration
+}
+
+// Option tunes an Emitter.
+type Option func(*options)
+
+// WithClock sets the time source of event times and coalescing windows.
+// Default: clock.Real.
+func WithClock(c clock.Clock) Option { return func(o *options) { o.clock = c } }
+
+// WithLogger sets the logger every event goes to. Default: a logger that
+// discards.
+func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l } }
+
+// WithRegisterer sets where the emitter's metrics are registered. Default:
+// nowhere (the metrics still count, for tests).
+func WithRegisterer(r prometheus.Registerer) Option { return func(o *options) { o.reg = r } }
+
+// WithCoalesced replaces the set of coalesced kinds (default:
+// DefaultCoalesced). With no kinds, nothing is coalesced.
+func WithCoalesced(kinds ...Kind) Option {
+	return func(o *options) { o.coalesced = append([]Kind{}, kinds...) }
+}
+
+// WithPublishTimeout bounds one publish attempt, so that a broker that
+// never confirms (for example while it blocks publishers) cannot stall the
+// delivery loop: the attempt fails and is retried. Default: 10s.
+func WithPublishTimeout(d time.Duration) Option {
+	return func(o *options) { o.publishTimeout = d }
+}
+
+// DefaultPublishTimeout is the default of WithPublishTimeout.
+const DefaultPublishTimeout = 10 * time.Second

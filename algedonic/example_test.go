@@ -1,0 +1,73 @@
+package algedonic_test
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/vsm-relay/relay/algedonic"
+)
+
+func ExampleEvent_RoutingKey() {
+	ev := algedonic.DeadLettered("vsm.tasks.echo", "HTTP 404 from echo")
+	fmt.Println(ev.RoutingKey())
+	// Output: queue.vsm_tasks_echo.dead_lettered
+}
+
+func ExampleDecode() {
+	ev, err := algedonic.Decode([]byte(`{"signal":"pain","source":"breaker","name":"llm_api","event":"open",
+		"severity":"critical","intensity":0.8,"reason":"3 failures within 60s; last: HTTP 503",
+		"count":1,"instance":"relay-7f3a","at":"2026-11-29T14:00:00.123Z","details":{}}`))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	fmt.Println(ev.Signal, ev.RoutingKey(), ev.Intensity, ev.At.Format(time.StampMilli))
+
+	_, err = algedonic.Decode([]byte(`{"signal":"pain","source":"breaker","name":"llm_api","event":"open",
+		"severity":"critical","intensity":1.5,"count":1,"at":"2026-11-29T14:00:00.123Z"}`))
+	fmt.Println(err)
+	// Output:
+	// pain breaker.llm_api.open 0.8 Nov 29 14:00:00.123
+	// algedonic: invalid event: intensity 1.5 outside [0, 1]
+}
+
+// printPublisher stands in for the broker: it prints what it is asked to
+// publish and confirms at once.
+type printPublisher struct{}
+
+func (printPublisher) Publish(_ context.Context, exchange, key string, body []byte) error {
+	ev, err := algedonic.Decode(body)
+	if err != nil {
+		return err
+	}
+	fmt.Println(exchange, key, "count", ev.Count)
+	return nil
+}
+
+func ExampleEmitter() {
+	e, err := algedonic.NewEmitter(algedonic.Config{Instance: "relay-7f3a", Coalesce: time.Minute}, printPublisher{})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- e.Run(ctx) }()
+
+	e.Emit(algedonic.BreakerOpened("llm_api", "3 failures within 60s; last: HTTP 503", 0.6, false))
+	// A storm of rejections: the first is sent at once, the rest counted.
+	for range 100 {
+		e.Emit(algedonic.BulkheadRejected("api_agent", "pool full", 1))
+	}
+	// On shutdown Flush sends the pending count and waits for the broker.
+	if err := e.Flush(ctx); err != nil {
+		fmt.Println(err)
+	}
+	cancel()
+	<-done
+	// Output:
+	// vsm.algedonic.pain breaker.llm_api.open count 1
+	// vsm.algedonic.pain bulkhead.api_agent.rejected count 1
+	// vsm.algedonic.pain bulkhead.api_agent.rejected count 99
+}
