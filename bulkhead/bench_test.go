@@ -94,6 +94,18 @@ func BenchmarkReferenceChannelPermit(b *testing.B) {
 	}
 }
 
+func BenchmarkReferenceChannelPermitParallel(b *testing.B) {
+	var p permits = &chanPermits{make(chan struct{}, 2*runtime.GOMAXPROCS(0))}
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if p.TryAcquirePermit() {
+				p.ReleasePermit()
+			}
+		}
+	})
+}
+
 type permits interface {
 	TryAcquirePermit() bool
 	ReleasePermit()

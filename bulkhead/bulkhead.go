@@ -60,7 +60,7 @@ type options struct {
 
 // WithClock sets the clock that hold times and Stats are measured with.
 // Waiting (Timeout, rate tokens) always uses the runtime's timers, which
-// testing/synctest fakes. Default: clock.Real.
+// testing/synctest fakes. Default: clock.Real; nil keeps the default.
 func WithClock(c clock.Clock) Option {
 	return func(o *options) {
 		if c != nil {
