@@ -289,7 +289,9 @@ func TestUserFileCombination(t *testing.T) {
 			func(c *Config) any { return [3]any{c.AMQP.Prefetch, c.AMQP.URL, c.Health} },
 			[3]any{8, "amqp://guest:guest@127.0.0.1:5672/", Health{"vsm.health", time.Minute, 0.8}}},
 		{"explicit prefetch and concurrency are kept", "amqp: {prefetch: 8}\nwork: [{queue: a, target: echo, prefetch: 2}]\ntargets: {echo: {url: 'http://h/', breaker: amqp, bulkhead: api_agent, backoff: llm_api, concurrency: 3}}",
-			func(c *Config) any { return [3]int{c.Work[0].Prefetch, c.Outbound[0].Prefetch, c.Targets["echo"].Concurrency} },
+			func(c *Config) any {
+				return [3]int{c.Work[0].Prefetch, c.Outbound[0].Prefetch, c.Targets["echo"].Concurrency}
+			},
 			[3]int{2, 8, 3}},
 		{"null sections are empty", userBase + "breakers: {mine: }\nbackoff: {mine: }\nhttp:\n",
 			func(c *Config) any { return [2]any{len(c.Breakers), c.HTTP.Listen} }, [2]any{1, "127.0.0.1:9090"}},

@@ -45,10 +45,12 @@ func (c *Config) Redacted() ([]byte, error) {
 // RedactURL returns u with its password, if any, shown as "***":
 // amqp://user:***@host:5672/vhost. Every log line and error that mentions
 // a broker URL passes it through here. A string that does not parse as a
-// URL loses everything between "://" and its last "@".
+// URL with a host loses everything between "://" (or its start) and its
+// last "@".
 func RedactURL(u string) string {
 	p, err := url.Parse(u)
-	if err != nil {
+	if err != nil || p.User == nil && p.Host == "" && strings.Contains(u, "@") {
+		// Not a URL with an authority, yet it may hold "user:password@".
 		at := strings.LastIndexByte(u, '@')
 		if at < 0 {
 			return u

@@ -1,0 +1,50 @@
+package config
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/vsm-relay/relay/configs"
+	"github.com/vsm-relay/relay/internal/fielderr"
+)
+
+// FuzzLoadBytes feeds arbitrary bytes to the loader: it must never panic,
+// every problem must name its key (or be a YAML parse error), and what
+// loads must print as YAML that loads again.
+func FuzzLoadBytes(f *testing.F) {
+	for _, seed := range []string{
+		string(configs.Default), secretFile, "", "amqp: [", "- a", "amqp: {prefech: 3}",
+		"work: [5, {queue: q, redelivery: [1s, 30]}]", "targets: {echo: {headers: {X.Y: 1, x-a: '${A'}}}",
+		"breakers: {defaults: {timeout: 1s}}", "a: &a [*a, *a]", "amqp: {url: 'amqp://u:p%zz@h'}",
+		"instance: '\xff'", "bulkheads: {'': {size: 1}}", "targets: {1: {}}", "{? [a]: b}",
+	} {
+		f.Add([]byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		c, err := LoadBytes(data, nil)
+		if err != nil {
+			if c != nil {
+				t.Fatal("a config returned along with an error")
+			}
+			for _, e := range fielderr.Flatten(err) {
+				if e.Key == "" && !strings.HasPrefix(e.Msg, "invalid YAML: ") && !strings.HasPrefix(e.Msg, "the configuration must be") {
+					t.Fatalf("problem without a key: %q", e.Msg)
+				}
+				if strings.Contains(e.Msg, "\n") {
+					t.Fatalf("problem spans lines: %q", e.Error())
+				}
+			}
+			return
+		}
+		if err := c.Validate(); err != nil {
+			t.Fatalf("loaded config does not validate: %v", err)
+		}
+		out, err := c.Redacted()
+		if err != nil {
+			t.Fatalf("Redacted: %v", err)
+		}
+		if _, err := LoadBytes(out, nil); err != nil {
+			t.Fatalf("redacted output does not load: %v\n%s", err, out)
+		}
+	})
+}
