@@ -237,6 +237,7 @@ func (cs *Consumer) serve(ch *amqp.Channel) error {
 				return fmt.Errorf("consuming %s: %w", cs.queue, err)
 			}
 			deliveries = d
+			cs.conn.log.Debug("consuming", "queue", cs.queue, "tag", tag, "prefetch", prefetch)
 			cs.mu.Lock()
 			cs.active = true
 			cs.mu.Unlock()
