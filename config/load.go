@@ -54,7 +54,8 @@ func Load(path string) (*Config, error) {
 // The default configuration is the base; data is read on top of it (see
 // the "How your file combines with this one" notes in configs/relay.yaml),
 // then the overrides, then the result is validated. Every problem is
-// reported in one error, sorted by key.
+// reported in one error, sorted by key. LoadBytes keeps no state between
+// calls and is safe to call from several goroutines.
 func LoadBytes(data []byte, env func(string) (string, bool)) (*Config, error) {
 	if env == nil {
 		env = func(string) (string, bool) { return "", false }
@@ -430,6 +431,12 @@ func decodeProblems(err error) []*fielderr.Error {
 				return
 			}
 			out = append(out, &fielderr.Error{Key: mapstructureKey(de.Name()), Msg: inner.Error()})
+			return
+		}
+		// Decode wraps what it found in one summary error.
+		var de *mapstructure.DecodeError
+		if inner := errors.Unwrap(e); inner != nil && errors.As(inner, &de) {
+			visit(inner)
 			return
 		}
 		out = append(out, &fielderr.Error{Msg: e.Error()})

@@ -596,3 +596,47 @@ func TestSchemaKinds(t *testing.T) {
 	}
 	visit(reflect.TypeFor[fileConfig](), schema(), "")
 }
+
+func BenchmarkLoadBytes(b *testing.B) {
+	for _, bm := range []struct{ name, file string }{{"default", ""}, {"user file", secretFile}} {
+		b.Run(bm.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := LoadBytes([]byte(bm.file), nil); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// The decoder is the second line behind check: it must refuse on its own
+// what check refuses, keyed the same way.
+func TestDecodeIsStrict(t *testing.T) {
+	tests := []struct {
+		tree map[string]any
+		want string
+	}{
+		{map[string]any{"shutdown_timeout": 30}, `shutdown_timeout: a duration needs a unit, like "30s"; got 30`},
+		{map[string]any{"shutdown_timeout": "30"}, `shutdown_timeout: a duration needs a unit, like "30s"; got 30`},
+		{map[string]any{"breakers": map[string]any{"x": map[string]any{"timeout": 2.5}}}, `breakers.x.timeout: a duration needs a unit, like "30s"; got 2.5`},
+		{map[string]any{"work": []any{map[string]any{"redelivery": []any{"1s", 5}}}}, `work[0].redelivery[1]: a duration needs a unit, like "30s"; got 5`},
+		{map[string]any{"work": []any{map[string]any{"prefetch": "3"}}}, `work[0].prefetch: expected type 'int', got unconvertible type 'string'`},
+		{map[string]any{"amqp": map[string]any{"bogus": 1}}, `amqp: has invalid keys: bogus`},
+	}
+	for _, tt := range tests {
+		var f fileConfig
+		err := decode(tt.tree, &f)
+		var got []string
+		for _, e := range decodeProblems(err) {
+			got = append(got, e.Error())
+		}
+		if len(got) != 1 || got[0] != tt.want {
+			t.Errorf("decode(%v) = %q, want %q", tt.tree, got, tt.want)
+		}
+	}
+	var f fileConfig
+	if err := decode(map[string]any{"shutdown_timeout": "1m30s"}, &f); err != nil || time.Duration(f.ShutdownTimeout) != 90*time.Second {
+		t.Errorf("decode of 1m30s: %v, %v", err, time.Duration(f.ShutdownTimeout))
+	}
+}
