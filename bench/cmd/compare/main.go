@@ -64,7 +64,15 @@ func run(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
 
-	rep, err := measure(ctx, c, stderr)
+	modDir, err := benchModuleDir(ctx)
+	if err != nil {
+		fmt.Fprintln(stderr, "compare:", err)
+		return 2
+	}
+	if c.out == "" {
+		c.out = filepath.Join(modDir, "..", "BENCHMARKS.md")
+	}
+	rep, err := measure(ctx, c, modDir, stderr)
 	if err != nil {
 		fmt.Fprintln(stderr, "compare:", err)
 		return 1
@@ -86,18 +94,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 
 // measure runs (or reads) the benchmarks and gathers what the report says
 // about the machine and the toolchain.
-func measure(ctx context.Context, c config, stderr io.Writer) (*Report, error) {
-	modDir, err := benchModuleDir(ctx)
-	if err != nil {
-		return nil, err
-	}
-	if c.out == "" {
-		c.out = filepath.Join(modDir, "..", "BENCHMARKS.md")
-	}
+func measure(ctx context.Context, c config, modDir string, stderr io.Writer) (*Report, error) {
 	testArgs := []string{"test", "-run", "^$", "-bench", benchPattern, "-benchmem",
 		"-count", fmt.Sprint(c.count), "-benchtime", c.benchtime, "./peers"}
 
 	var raw []byte
+	var err error
 	if c.in != "" {
 		raw, err = os.ReadFile(c.in)
 	} else {
