@@ -20,7 +20,7 @@ func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
 
-func dialTest(t *testing.T, url string, topo func(*amqp.Channel) error) *Conn {
+func dialTest(t *testing.T, url string, topo func(*amqp.Connection) error) *Conn {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
@@ -33,8 +33,13 @@ func dialTest(t *testing.T, url string, topo func(*amqp.Channel) error) *Conn {
 	return c
 }
 
-func declareQueues(names ...string) func(*amqp.Channel) error {
-	return func(ch *amqp.Channel) error {
+func declareQueues(names ...string) func(*amqp.Connection) error {
+	return func(conn *amqp.Connection) error {
+		ch, err := conn.Channel()
+		if err != nil {
+			return err
+		}
+		defer ch.Close()
 		for _, n := range names {
 			if _, err := ch.QueueDeclare(n, true, false, false, false, nil); err != nil {
 				return err
@@ -74,9 +79,13 @@ func TestDialTopologyErrorFailsAtOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err := Dial(context.Background(), Options{Name: "t", URL: url, ConnectTimeout: 5 * time.Second,
-		Topology: func(ch *amqp.Channel) error {
+		Topology: func(conn *amqp.Connection) error {
+			ch, err := conn.Channel()
+			if err != nil {
+				return err
+			}
 			// Same name, different durability: PRECONDITION_FAILED.
-			_, err := ch.QueueDeclare(q, false, false, false, false, nil)
+			_, err = ch.QueueDeclare(q, false, false, false, false, nil)
 			return err
 		}})
 	if err == nil || !strings.Contains(err.Error(), "declaring topology") {

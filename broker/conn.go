@@ -34,10 +34,12 @@ type Options struct {
 	// (exponential, full jitter). Zero: 250ms and 30s.
 	ReconnectInitial, ReconnectMax time.Duration
 	// Topology, when set, declares what this connection's users need. It
-	// runs on a fresh channel after every (re)connect, before the
-	// connection is handed out. An error on the first connect fails Dial;
-	// on a reconnect the connection is dropped and dialled again.
-	Topology func(ch *amqp.Channel) error
+	// runs after every (re)connect, before the connection is handed out,
+	// and opens (and closes) the channels it needs: a failed passive
+	// declare closes its channel, so it may need more than one. An error
+	// on the first connect fails Dial; on a reconnect the connection is
+	// dropped and dialled again.
+	Topology func(conn *amqp.Connection) error
 	// Logger receives connection life-cycle lines. Nil: discarded.
 	Logger *slog.Logger
 }
@@ -187,16 +189,10 @@ func (c *Conn) connect() (*amqp.Connection, error) {
 		return nil, errors.New(redactErr(err, c.opts.URL))
 	}
 	if c.opts.Topology != nil {
-		ch, err := conn.Channel()
-		if err != nil {
-			conn.Close()
-			return nil, fmt.Errorf("opening topology channel: %s", err)
-		}
-		if err := c.opts.Topology(ch); err != nil {
+		if err := c.opts.Topology(conn); err != nil {
 			conn.Close()
 			return nil, &topologyError{err}
 		}
-		ch.Close()
 	}
 	return conn, nil
 }

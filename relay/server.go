@@ -1,0 +1,34 @@
+package relay
+
+import (
+	"net/http"
+
+	"github.com/vsm-relay/relay/metrics"
+)
+
+// handler serves /health, /healthz, /readyz and /metrics.
+func (r *Relay) handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/health", func(w http.ResponseWriter, req *http.Request) {
+		if r.monitor == nil {
+			http.Error(w, "starting", http.StatusServiceUnavailable)
+			return
+		}
+		r.monitor.Handler().ServeHTTP(w, req)
+	})
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		if !r.Ready() {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_, _ = w.Write([]byte("not ready\n"))
+			return
+		}
+		_, _ = w.Write([]byte("ready\n"))
+	})
+	mux.Handle("/metrics", metrics.Handler(r.registry))
+	return mux
+}

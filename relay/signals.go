@@ -1,0 +1,113 @@
+package relay
+
+import (
+	"github.com/vsm-relay/relay/algedonic"
+	"github.com/vsm-relay/relay/breaker"
+	"github.com/vsm-relay/relay/broker"
+	"github.com/vsm-relay/relay/bulkhead"
+	"github.com/vsm-relay/relay/health"
+)
+
+// emit sends an event once the emitter exists (signals raised while the
+// relay is still connecting are only logged).
+func (r *Relay) emit(ev algedonic.Event) {
+	if r.emitter == nil {
+		r.log.Info("signal before the emitter started", "source", ev.Source, "name", ev.Name, "event", ev.Event, "reason", ev.Reason)
+		return
+	}
+	r.emitter.Emit(ev)
+}
+
+// breakerChanged turns breaker transitions into metrics and signals.
+func (r *Relay) breakerChanged(t breaker.Transition) {
+	r.metrics.BreakerTransition(t.Breaker, t.From.String(), t.To.String())
+	switch t.To {
+	case breaker.Open:
+		r.log.Warn("breaker opened", "breaker", t.Breaker, "from", t.From.String(), "reason", t.Reason, "retry_at", t.RetryAt)
+		r.emit(algedonic.BreakerOpened(t.Breaker, t.Reason, t.FailureRate, t.From == breaker.HalfOpen))
+	case breaker.HalfOpen:
+		r.log.Info("breaker half-open: probing", "breaker", t.Breaker, "reason", t.Reason)
+	case breaker.Closed:
+		r.log.Info("breaker closed", "breaker", t.Breaker, "reason", t.Reason)
+		if t.From != breaker.Closed {
+			r.emit(algedonic.BreakerClosed(t.Breaker, t.Reason))
+		}
+	}
+}
+
+func (r *Relay) bulkheadRejected(b *bulkhead.Bulkhead, err error) {
+	s := b.Stats()
+	rejected := s.RejectedFull + s.RejectedTimeout + s.RejectedRateLimited
+	rate := 0.0
+	if total := rejected + s.Checkouts; total > 0 {
+		rate = float64(rejected) / float64(total)
+	}
+	r.emit(algedonic.BulkheadRejected(b.Name(), bulkhead.Reason(err), rate))
+}
+
+func (r *Relay) deadLettered(queue, reason string) {
+	r.emit(algedonic.DeadLettered(queue, reason))
+}
+
+// watchConn turns connection events into intake holds, metrics and
+// signals.
+func (r *Relay) watchConn(c *broker.Conn) {
+	bm := r.metrics.Broker(c.Name())
+	bm.Connected.Set(1)
+	c.OnEvent(func(ev broker.Event) {
+		switch ev.Kind {
+		case broker.Connected:
+			bm.Connected.Set(1)
+			if ev.Downtime > 0 {
+				bm.Reconnects.Inc()
+				r.emit(algedonic.AMQPRestored(ev.Downtime))
+			}
+		case broker.Lost:
+			bm.Connected.Set(0)
+			r.emit(algedonic.AMQPLost(c.Name() + " connection: " + ev.Reason))
+		case broker.Blocked:
+			bm.Blocked.Set(1)
+			if c == r.publishConn {
+				for _, g := range r.gates {
+					g.set(holdBlocked, true)
+				}
+			}
+			r.emit(algedonic.AMQPBlocked(c.Name() + " connection: " + ev.Reason))
+		case broker.Unblocked:
+			bm.Blocked.Set(0)
+			bm.BlockedSeconds.Add(ev.Downtime.Seconds())
+			if c == r.publishConn {
+				for _, g := range r.gates {
+					g.set(holdBlocked, false)
+				}
+			}
+			r.emit(algedonic.AMQPRestored(ev.Downtime))
+		}
+	})
+}
+
+func (r *Relay) breakerSnapshots() []breaker.Snapshot {
+	out := make([]breaker.Snapshot, 0, len(r.breakers))
+	for _, name := range sortedKeys(r.breakers) {
+		out = append(out, r.breakers[name].Snapshot())
+	}
+	return out
+}
+
+func (r *Relay) bulkheadStats() []bulkhead.Stats {
+	out := make([]bulkhead.Stats, 0, len(r.bulkheads))
+	for _, name := range sortedKeys(r.bulkheads) {
+		out = append(out, r.bulkheads[name].Stats())
+	}
+	return out
+}
+
+func (r *Relay) amqpStatus() health.AMQPStatus {
+	if r.publishConn == nil || r.consumeConn == nil {
+		return health.AMQPStatus{}
+	}
+	return health.AMQPStatus{
+		Connected: r.publishConn.Connected() && r.consumeConn.Connected(),
+		Blocked:   r.publishConn.Blocked(),
+	}
+}

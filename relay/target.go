@@ -1,0 +1,241 @@
+package relay
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/vsm-relay/relay/backoff"
+	"github.com/vsm-relay/relay/breaker"
+	"github.com/vsm-relay/relay/bulkhead"
+	"github.com/vsm-relay/relay/metrics"
+)
+
+// kind is how one attempt at a downstream ended.
+type kind uint8
+
+const (
+	kindSuccess   kind = iota // 2xx
+	kindRetryable             // transport error, timeout, 408, 429, 5xx, our own pool full
+	kindPermanent             // any other status, a body too large
+)
+
+// result is one attempt's outcome.
+type result struct {
+	kind        kind
+	status      int // 0 when no response was seen
+	body        []byte
+	contentType string
+	retryAfter  time.Duration
+	reason      string // readable, for x-relay-error and breaker reasons
+	// breakerOutcome is what the attempt tells the target's breaker.
+	breakerOutcome breaker.Outcome
+	// local marks a result made before any request (our own pool was
+	// full): it spends no attempt.
+	local bool
+}
+
+// target is a downstream HTTP service and the protections around it.
+type target struct {
+	name      string
+	url       string
+	method    string
+	timeout   time.Duration
+	headers   http.Header
+	maxReq    int64
+	maxResp   int64
+	client    *http.Client
+	breaker   *breaker.Breaker
+	bulkhead  *bulkhead.Bulkhead
+	policy    backoff.Policy
+	m         *metrics.TargetMetrics
+	poolWait  prometheus.Observer
+	onReject  func(b *bulkhead.Bulkhead, err error)
+	userAgent string
+}
+
+// task is what a request is made of.
+type task struct {
+	body          []byte
+	contentType   string
+	correlationID string
+	messageID     string
+	traceparent   string
+	tracestate    string
+}
+
+// call makes one request to the target. It never returns an error: every
+// way a request can end is a result.
+func (t *target) call(ctx context.Context, tk *task) result {
+	ctx, cancel := context.WithTimeout(ctx, t.timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, t.method, t.url, bytes.NewReader(tk.body))
+	if err != nil {
+		return result{kind: kindPermanent, reason: fmt.Sprintf("building request for target %s: %v", t.name, err), breakerOutcome: breaker.Neutral}
+	}
+	for k, vs := range t.headers {
+		req.Header[k] = vs
+	}
+	if tk.contentType != "" {
+		req.Header.Set("Content-Type", tk.contentType)
+	}
+	if tk.correlationID != "" {
+		req.Header.Set("X-Correlation-ID", tk.correlationID)
+	}
+	if tk.messageID != "" {
+		req.Header.Set("Idempotency-Key", tk.messageID)
+	}
+	if tk.traceparent != "" {
+		req.Header.Set("Traceparent", tk.traceparent)
+		if tk.tracestate != "" {
+			req.Header.Set("Tracestate", tk.tracestate)
+		}
+	}
+	if req.Header.Get("User-Agent") == "" {
+		req.Header.Set("User-Agent", t.userAgent)
+	}
+
+	start := time.Now()
+	resp, err := t.client.Do(req)
+	if err != nil {
+		t.m.RequestDuration.Observe(time.Since(start).Seconds())
+		t.m.Responses(0).Inc()
+		if ctx.Err() != nil && errors.Is(ctx.Err(), context.Canceled) {
+			// Our caller went away (shutdown): not the downstream's fault.
+			return result{kind: kindRetryable, reason: "request cancelled by shutdown", breakerOutcome: breaker.Neutral}
+		}
+		return result{kind: kindRetryable, reason: t.transportReason(err), breakerOutcome: breaker.Failure}
+	}
+	defer resp.Body.Close()
+	body, tooLarge, readErr := readLimited(resp.Body, t.maxResp)
+	t.m.RequestDuration.Observe(time.Since(start).Seconds())
+	t.m.Responses(resp.StatusCode).Inc()
+	if readErr != nil {
+		return result{kind: kindRetryable, status: resp.StatusCode, reason: t.transportReason(readErr), breakerOutcome: breaker.Failure}
+	}
+	return t.classify(resp, body, tooLarge)
+}
+
+func (t *target) classify(resp *http.Response, body []byte, tooLarge bool) result {
+	code := resp.StatusCode
+	r := result{status: code, body: body, contentType: resp.Header.Get("Content-Type")}
+	switch {
+	case tooLarge:
+		r.kind, r.breakerOutcome = kindPermanent, breaker.Neutral
+		r.body = nil
+		r.reason = fmt.Sprintf("HTTP %d from target %s with a body over the %d-byte limit", code, t.name, t.maxResp)
+	case code >= 200 && code < 300:
+		r.kind, r.breakerOutcome = kindSuccess, breaker.Success
+	case code == http.StatusRequestTimeout || code == http.StatusTooManyRequests || code >= 500:
+		r.kind, r.breakerOutcome = kindRetryable, breaker.Failure
+		r.reason = statusReason(t.name, code, body)
+		if d, ok := backoff.ParseRetryAfter(resp.Header.Get("Retry-After"), time.Now()); ok {
+			r.retryAfter = d
+		}
+	default:
+		// A 4xx (or an unfollowed 3xx) is about the task, not the
+		// downstream's health: permanent, and neutral for the breaker.
+		r.kind, r.breakerOutcome = kindPermanent, breaker.Neutral
+		r.reason = statusReason(t.name, code, body)
+	}
+	return r
+}
+
+func statusReason(target string, code int, body []byte) string {
+	reason := fmt.Sprintf("HTTP %d %s from target %s", code, http.StatusText(code), target)
+	if snippet := bodySnippet(body); snippet != "" {
+		reason += ": " + snippet
+	}
+	return reason
+}
+
+// bodySnippet keeps the start of an error body readable in a header.
+func bodySnippet(b []byte) string {
+	const max = 200
+	s := strings.TrimSpace(strings.ToValidUTF8(string(b[:min(len(b), max*2)]), "?"))
+	s = strings.Join(strings.Fields(s), " ")
+	if len(s) > max {
+		s = s[:max] + "..."
+	}
+	return s
+}
+
+func (t *target) transportReason(err error) string {
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Sprintf("no response from target %s within %s", t.name, t.timeout)
+	}
+	// url.Error repeats the URL, which may hold credentials: keep the cause.
+	var ue interface{ Unwrap() error }
+	if errors.As(err, &ue) {
+		if inner := ue.Unwrap(); inner != nil {
+			err = inner
+		}
+	}
+	return fmt.Sprintf("request to target %s failed: %v", t.name, err)
+}
+
+// readLimited reads at most limit bytes; tooLarge reports a longer body.
+func readLimited(r io.Reader, limit int64) (body []byte, tooLarge bool, err error) {
+	body, err = io.ReadAll(io.LimitReader(r, limit+1))
+	if err != nil {
+		return nil, false, err
+	}
+	if int64(len(body)) > limit {
+		return nil, true, nil
+	}
+	return body, false, nil
+}
+
+// errBreakerOpen and errProbeBusy end an attempt before any request.
+var (
+	errBreakerOpen = errors.New("breaker open")
+	errProbeBusy   = errors.New("half-open probe slots busy")
+)
+
+// attempt runs one protected call: a bulkhead slot, a breaker permit,
+// then the request. A pool rejection is a retryable result that the
+// breaker never sees; an open breaker is errBreakerOpen.
+func (t *target) attempt(ctx context.Context, tk *task) (result, error) {
+	waitStart := time.Now()
+	h, err := t.bulkhead.Checkout(ctx)
+	t.poolWait.Observe(time.Since(waitStart).Seconds())
+	if err != nil {
+		if ctx.Err() != nil {
+			return result{}, ctx.Err()
+		}
+		t.onReject(t.bulkhead, err)
+		return result{kind: kindRetryable, breakerOutcome: breaker.Neutral, local: true,
+			reason: fmt.Sprintf("bulkhead %s rejected the task (%s)", t.bulkhead.Name(), bulkhead.Reason(err))}, nil
+	}
+	defer t.bulkhead.Checkin(h)
+	p, err := t.breaker.Allow()
+	if err != nil {
+		if errors.Is(err, breaker.ErrTooManyProbes) {
+			return result{}, errProbeBusy
+		}
+		return result{}, errBreakerOpen
+	}
+	res := t.call(ctx, tk)
+	var reason error
+	if res.breakerOutcome == breaker.Failure {
+		reason = errors.New(shortReason(res))
+	}
+	t.breaker.Done(p, res.breakerOutcome, reason)
+	return res, nil
+}
+
+// shortReason is what the breaker remembers as its last failure.
+func shortReason(r result) string {
+	if r.status != 0 {
+		return fmt.Sprintf("HTTP %d", r.status)
+	}
+	return r.reason
+}

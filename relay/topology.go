@@ -1,0 +1,88 @@
+package relay
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+)
+
+// declarer declares topology on one connection. A refused declare closes
+// its channel, so it opens a fresh one whenever it needs to.
+type declarer struct {
+	conn *amqp.Connection
+	ch   *amqp.Channel
+	log  *slog.Logger
+}
+
+func (d *declarer) channel() (*amqp.Channel, error) {
+	if d.ch == nil || d.ch.IsClosed() {
+		ch, err := d.conn.Channel()
+		if err != nil {
+			return nil, fmt.Errorf("opening a channel for topology: %w", err)
+		}
+		d.ch = ch
+	}
+	return d.ch, nil
+}
+
+func (d *declarer) close() {
+	if d.ch != nil {
+		d.ch.Close()
+	}
+}
+
+func isPrecondition(err error) bool {
+	var ae *amqp.Error
+	return errors.As(err, &ae) && ae.Code == amqp.PreconditionFailed
+}
+
+// queue declares a durable queue. When one already exists with other
+// arguments (a quorum queue, a length limit an operator set) and we ask
+// for none, it is used as it is.
+func (d *declarer) queue(name string, args amqp.Table) error {
+	ch, err := d.channel()
+	if err != nil {
+		return err
+	}
+	_, err = ch.QueueDeclare(name, true, false, false, false, args)
+	if err == nil {
+		return nil
+	}
+	if isPrecondition(err) && args == nil {
+		if ch, cerr := d.channel(); cerr == nil {
+			if _, perr := ch.QueueDeclarePassive(name, true, false, false, false, nil); perr == nil {
+				d.log.Info("using existing queue with its own arguments", "queue", name)
+				return nil
+			}
+		}
+	}
+	return fmt.Errorf("declaring queue %s: %w", name, err)
+}
+
+// topic declares a durable topic exchange; an existing exchange of
+// another type is refused with its name.
+func (d *declarer) topic(name string) error {
+	ch, err := d.channel()
+	if err != nil {
+		return err
+	}
+	if err := ch.ExchangeDeclare(name, "topic", true, false, false, false, nil); err != nil {
+		return fmt.Errorf("declaring topic exchange %s: %w", name, err)
+	}
+	return nil
+}
+
+// ensureExchange accepts an exchange of any type that exists, and
+// declares a durable topic exchange when none does.
+func (d *declarer) ensureExchange(name string) (declared bool, err error) {
+	ch, err := d.channel()
+	if err != nil {
+		return false, err
+	}
+	if err := ch.ExchangeDeclarePassive(name, "topic", true, false, false, false, nil); err == nil {
+		return false, nil
+	}
+	return true, d.topic(name)
+}
