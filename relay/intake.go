@@ -5,7 +5,6 @@ import (
 	"time"
 
 	"github.com/vsm-relay/relay/breaker"
-	"github.com/vsm-relay/relay/broker"
 )
 
 // Reasons a consumer's intake is held. Intake runs only while none holds.
@@ -14,12 +13,19 @@ const (
 	holdBlocked                   // the broker blocked our publishing
 )
 
+// consumer is what a gate drives (a *broker.Consumer).
+type consumer interface {
+	Pause()
+	Resume()
+	SetPrefetch(n int)
+}
+
 // gate decides one consumer's intake from the reasons that hold it and
 // its breaker's state: paused while anything holds it, a few probe tasks
 // at a time while half-open, the full prefetch while closed.
 type gate struct {
 	mu       sync.Mutex
-	c        *broker.Consumer
+	c        consumer
 	normal   int
 	probes   int
 	holds    uint8
