@@ -1,0 +1,142 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/vsm-relay/relay/broker"
+	"github.com/vsm-relay/relay/config"
+	"github.com/vsm-relay/relay/internal/fielderr"
+)
+
+// clientFlags are the flags every client command that talks to the
+// broker shares.
+type clientFlags struct {
+	config         string
+	url            string
+	connectTimeout time.Duration
+}
+
+func (f *clientFlags) register(cmd *cobra.Command) {
+	cmd.Flags().StringVar(&f.config, "config", "", "configuration file (default: the built-in configuration)")
+	cmd.Flags().StringVar(&f.url, "url", "", "broker URL (default: $RELAY_AMQP_URL, else amqp.url of the configuration)")
+	cmd.Flags().DurationVar(&f.connectTimeout, "connect-timeout", 10*time.Second, "how long to try to reach the broker")
+}
+
+// loadConfig loads the configuration a client command reads its defaults
+// from. Every problem goes to stderr, one per line, and the command exits
+// 2, as `relay config check` does.
+func loadConfig(cmd *cobra.Command, path string) (*config.Config, error) {
+	cfg, err := config.Load(path)
+	if err != nil {
+		lines := fielderr.Lines(err)
+		for _, line := range lines {
+			fmt.Fprintln(cmd.ErrOrStderr(), line)
+		}
+		return nil, exitCode(2, fmt.Errorf("%d configuration problem(s)", len(lines)))
+	}
+	return cfg, nil
+}
+
+// brokerURL picks the broker: --url, else RELAY_AMQP_URL, else the
+// configuration. config.Load applies RELAY_AMQP_URL too; reading it here
+// as well keeps the order plain to the reader.
+func brokerURL(flag string, cfg *config.Config) string {
+	if flag != "" {
+		return flag
+	}
+	if u := os.Getenv("RELAY_AMQP_URL"); u != "" {
+		return u
+	}
+	return cfg.AMQP.URL
+}
+
+// dial connects to the broker for a client command. The connection heals
+// itself like the relay's, but the commands treat a loss as the end of
+// what they were doing: an exclusive queue dies with its connection.
+func dial(ctx context.Context, f *clientFlags, cfg *config.Config, role string) (*broker.Conn, error) {
+	tc, err := tlsConfig(cfg.AMQP.TLS)
+	if err != nil {
+		return nil, exitCode(2, err)
+	}
+	timeout := f.connectTimeout
+	if timeout <= 0 {
+		timeout = 10 * time.Second
+	}
+	conn, err := broker.Dial(ctx, broker.Options{
+		Name:           role,
+		Instance:       "cli",
+		URL:            brokerURL(f.url, cfg),
+		TLS:            tc,
+		ConnectTimeout: timeout,
+		Heartbeat:      cfg.AMQP.Heartbeat,
+	})
+	if err != nil {
+		return nil, exitCode(1, err)
+	}
+	return conn, nil
+}
+
+// tlsConfig builds the TLS settings for amqps:// URLs from amqp.tls, as
+// the relay does.
+func tlsConfig(t config.TLS) (*tls.Config, error) {
+	conf := &tls.Config{ServerName: t.ServerName, InsecureSkipVerify: t.InsecureSkipVerify, MinVersion: tls.VersionTLS12}
+	if t.CAFile != "" {
+		pem, err := os.ReadFile(t.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("amqp.tls.ca_file: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("amqp.tls.ca_file: no certificate found in %s", t.CAFile)
+		}
+		conf.RootCAs = pool
+	}
+	if t.CertFile != "" {
+		cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("amqp.tls.cert_file: %w", err)
+		}
+		conf.Certificates = []tls.Certificate{cert}
+	}
+	return conf, nil
+}
+
+// randomID returns 32 hex digits from the system's random source.
+func randomID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// useColour reports whether f should get ANSI colours: only a terminal,
+// and only when NO_COLOR (https://no-color.org) is unset or empty.
+func useColour(f *os.File) bool {
+	return os.Getenv("NO_COLOR") == "" && isTerminal(f)
+}
+
+// ANSI colours for the text outputs.
+const (
+	ansiReset  = "\x1b[0m"
+	ansiRed    = "\x1b[31m"
+	ansiGreen  = "\x1b[32m"
+	ansiYellow = "\x1b[33m"
+	ansiBlue   = "\x1b[34m"
+	ansiDim    = "\x1b[2m"
+	ansiBold   = "\x1b[1m"
+)
+
+// paint wraps s in colour c when on is true.
+func paint(on bool, c, s string) string {
+	if !on || c == "" {
+		return s
+	}
+	return c + s + ansiReset
+}
