@@ -256,11 +256,17 @@ func (e *env) replyQueue() *replies {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	msgs, err := ch.Consume(q.Name, "", true, true, false, false, nil)
+	return e.collect(ch, q.Name)
+}
+
+// collect consumes queue on ch and keeps every message that arrives.
+func (e *env) collect(ch *amqp.Channel, queue string) *replies {
+	e.t.Helper()
+	msgs, err := ch.Consume(queue, "", true, true, false, false, nil)
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	rep := &replies{queue: q.Name}
+	rep := &replies{queue: queue}
 	go func() {
 		for m := range msgs {
 			rep.mu.Lock()
@@ -382,19 +388,7 @@ func (e *env) events(cfg *config.Config) *replies {
 			e.t.Fatal(err)
 		}
 	}
-	msgs, err := ch.Consume(q.Name, "", true, true, false, false, nil)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	rep := &replies{queue: q.Name}
-	go func() {
-		for m := range msgs {
-			rep.mu.Lock()
-			rep.got = append(rep.got, m)
-			rep.mu.Unlock()
-		}
-	}()
-	return rep
+	return e.collect(ch, q.Name)
 }
 
 func eventually(t *testing.T, timeout time.Duration, what string, cond func() bool) {

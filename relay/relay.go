@@ -2,8 +2,6 @@ package relay
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -297,32 +295,8 @@ func (r *Relay) listen() error {
 	return nil
 }
 
-func (r *Relay) tlsConfig() (*tls.Config, error) {
-	t := r.cfg.AMQP.TLS
-	conf := &tls.Config{ServerName: t.ServerName, InsecureSkipVerify: t.InsecureSkipVerify, MinVersion: tls.VersionTLS12}
-	if t.CAFile != "" {
-		pem, err := os.ReadFile(t.CAFile)
-		if err != nil {
-			return nil, fmt.Errorf("amqp.tls.ca_file: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("amqp.tls.ca_file: no certificate found in %s", t.CAFile)
-		}
-		conf.RootCAs = pool
-	}
-	if t.CertFile != "" {
-		cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
-		if err != nil {
-			return nil, fmt.Errorf("amqp.tls.cert_file: %w", err)
-		}
-		conf.Certificates = []tls.Certificate{cert}
-	}
-	return conf, nil
-}
-
 func (r *Relay) connOptions(name, url string, topo func(*amqp.Connection) error) (broker.Options, error) {
-	tc, err := r.tlsConfig()
+	tc, err := r.cfg.AMQP.TLS.ClientConfig()
 	if err != nil {
 		return broker.Options{}, err
 	}

@@ -130,16 +130,7 @@ func Channel(t testing.TB, url string) *amqp.Channel {
 // CleanupQueues deletes the named queues when the test ends.
 func CleanupQueues(t testing.TB, url string, queues ...string) {
 	t.Helper()
-	t.Cleanup(func() {
-		conn, err := amqp.Dial(url)
-		if err != nil {
-			return
-		}
-		defer conn.Close()
-		ch, err := conn.Channel()
-		if err != nil {
-			return
-		}
+	cleanup(t, url, func(ch *amqp.Channel) {
 		for _, q := range queues {
 			_, _ = ch.QueueDelete(q, false, false, false)
 		}
@@ -149,18 +140,24 @@ func CleanupQueues(t testing.TB, url string, queues ...string) {
 // CleanupExchanges deletes the named exchanges when the test ends.
 func CleanupExchanges(t testing.TB, url string, exchanges ...string) {
 	t.Helper()
+	cleanup(t, url, func(ch *amqp.Channel) {
+		for _, x := range exchanges {
+			_ = ch.ExchangeDelete(x, false, false)
+		}
+	})
+}
+
+// cleanup runs del on a fresh connection when the test ends; the broker
+// being gone by then is no failure of the test.
+func cleanup(t testing.TB, url string, del func(*amqp.Channel)) {
 	t.Cleanup(func() {
 		conn, err := amqp.Dial(url)
 		if err != nil {
 			return
 		}
 		defer conn.Close()
-		ch, err := conn.Channel()
-		if err != nil {
-			return
-		}
-		for _, x := range exchanges {
-			_ = ch.ExchangeDelete(x, false, false)
+		if ch, err := conn.Channel(); err == nil {
+			del(ch)
 		}
 	})
 }
