@@ -91,3 +91,54 @@ outbound:
 		t.Fatalf("%d messages left on the outbound queue", m)
 	}
 }
+
+// TestOutboundToSeparateDestinationConnection gives the outbound entry
+// its own destination URL (the same broker here, reached over a
+// connection of its own), whose allowed exchange does not exist yet: the
+// relay declares it there and publishes through that connection.
+func TestOutboundToSeparateDestinationConnection(t *testing.T) {
+	e := newEnv(t)
+	q := e.name("it.out.dest")
+	exch := e.name("it.out.dest.events")
+	dest := e.name("it.out.dest.q")
+	e.own([]string{dest}, []string{exch})
+	cfg := e.loadConfig(fmt.Sprintf(`breakers:
+  amqp: {}
+bulkheads:
+  pool: {size: 4, overflow: 0, timeout: 5s}
+targets: {}
+work: []
+outbound:
+  - {queue: %s, url: %q, breaker: amqp, bulkhead: pool, exchanges: [%s]}
+`, q, e.url, exch))
+	run := e.startRelay(cfg)
+	// The relay declared the destination exchange on start.
+	if err := e.ch.ExchangeDeclarePassive(exch, "topic", true, false, false, false, nil); err != nil {
+		t.Fatalf("destination exchange not declared: %v", err)
+	}
+	if _, err := e.ch.QueueDeclare(dest, true, false, false, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.ch.QueueBind(dest, "#", exch, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	const n = 20
+	e.publishMany(q, n, func(i int) amqp.Publishing {
+		return amqp.Publishing{Body: []byte(fmt.Sprint(i)), Headers: amqp.Table{relay.HeaderExchange: exch, relay.HeaderRoutingKey: "k"}}
+	})
+	eventually(t, 20*time.Second, "20 published to the destination", func() bool { m, _ := e.depth(dest); return m == n })
+	_, body := run.get(t, "/metrics")
+	if !strings.Contains(body, `relay_amqp_connected{connection="outbound `+q+`"} 1`) {
+		t.Fatalf("metrics lack the destination connection:\n%s", grepLines(body, "relay_amqp_connected"))
+	}
+}
+
+func grepLines(text, sub string) string {
+	var out []string
+	for _, l := range strings.Split(text, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}
