@@ -355,3 +355,36 @@ func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimSpace(string(p)))
 	return len(p), nil
 }
+
+func TestConsumerRedeclaresADeletedQueue(t *testing.T) {
+	url := testbroker.URL(t)
+	q := testbroker.Unique("relay.test.deleted")
+	testbroker.CleanupQueues(t, url, q)
+	c := dialTest(t, url, declareQueues(q))
+	pub := c.NewPublisher()
+	defer pub.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	var seen sync.Map
+	cons, err := c.Consume(ConsumerOptions{Queue: q, Prefetch: 4}, func(d Delivery) {
+		seen.Store(string(d.Body), true)
+		_ = d.Ack()
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cons.Close()
+	waitFor(t, ctx, "consuming", cons.Active)
+	admin := testbroker.Channel(t, url)
+	if _, err := admin.QueueDelete(q, false, false, false); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, ctx, "queue declared again and consumed", func() bool {
+		qi, err := testbroker.Channel(t, url).QueueDeclarePassive(q, true, false, false, false, nil)
+		return err == nil && qi.Consumers == 1
+	})
+	if err := pub.PublishAndWait(ctx, "", q, true, amqp.Publishing{Body: []byte("after delete")}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, ctx, "delivery after the queue came back", func() bool { _, ok := seen.Load("after delete"); return ok })
+}

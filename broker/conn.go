@@ -319,6 +319,22 @@ func (c *Conn) redial() (*amqp.Connection, time.Duration, bool) {
 	}
 }
 
+// Redeclare runs the Topology again on the current connection, for a user
+// that found something missing (a queue deleted under a consumer).
+func (c *Conn) Redeclare(ctx context.Context) error {
+	if c.opts.Topology == nil {
+		return nil
+	}
+	conn, _, err := c.current(ctx)
+	if err != nil {
+		return err
+	}
+	if err := c.opts.Topology(conn); err != nil {
+		return &topologyError{err}
+	}
+	return nil
+}
+
 // Connected reports whether a connection is up.
 func (c *Conn) Connected() bool {
 	c.mu.Lock()

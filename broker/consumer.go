@@ -198,6 +198,13 @@ func (cs *Consumer) run() {
 		}
 		if err != nil {
 			cs.conn.log.Warn("consumer channel ended, reopening", "queue", cs.queue, "err", err.Error())
+			var ae *amqp.Error
+			if errors.As(err, &ae) && ae.Code == amqp.NotFound {
+				// The queue was deleted under us: declare it again.
+				if derr := cs.conn.Redeclare(ctx); derr != nil {
+					cs.conn.log.Warn("declaring the topology again failed", "queue", cs.queue, "err", derr.Error())
+				}
+			}
 			select {
 			case <-cs.done:
 				return
