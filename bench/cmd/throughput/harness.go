@@ -1,0 +1,430 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/vsm-relay/relay/bench/internal/plain"
+	"github.com/vsm-relay/relay/bench/internal/procstat"
+	"github.com/vsm-relay/relay/bench/internal/relayproc"
+	"github.com/vsm-relay/relay/bench/internal/shovel"
+	"github.com/vsm-relay/relay/bench/internal/stats"
+	"github.com/vsm-relay/relay/bench/internal/topology"
+	"github.com/vsm-relay/relay/bench/internal/workload"
+)
+
+// harness holds one run's resources, all released by cleanup.
+type harness struct {
+	o      options
+	logf   func(string, ...any)
+	prefix string
+	topo   *topology.Tracker
+	hz     int64
+
+	tmp      string
+	relayBin string
+	profBin  string
+	echo     *workload.Echo
+
+	mu      sync.Mutex
+	procs   []*relayproc.Process
+	shovels []string
+}
+
+// redelivery is the work queue's one delayed-redelivery step: on, like
+// every other protection, though a healthy run never uses it.
+const redelivery = 5 * time.Second
+
+func (h *harness) name(suffix string) string { return h.prefix + "." + suffix }
+
+// instance is the relay's instance id: one routing-key word.
+func (h *harness) instance() string { return strings.ReplaceAll(h.prefix, ".", "-") }
+
+func (h *harness) prepare(ctx context.Context) error {
+	h.hz = procstat.ClockTicks()
+	tmp, err := os.MkdirTemp("", "relaybench-")
+	if err != nil {
+		return err
+	}
+	h.tmp = tmp
+	h.relayBin = h.o.relayBin
+	if h.relayBin == "" {
+		dir, err := relayModuleDir(ctx)
+		if err != nil {
+			return err
+		}
+		h.relayBin = filepath.Join(tmp, "relay")
+		h.logf("building the relay")
+		if err := goBuild(ctx, dir, h.relayBin, "./cmd/relay"); err != nil {
+			return err
+		}
+	}
+	if h.o.cpuprofile != "" {
+		dir, err := benchModuleDir(ctx)
+		if err != nil {
+			return err
+		}
+		h.profBin = filepath.Join(tmp, "relayprof")
+		if err := goBuild(ctx, dir, h.profBin, "./cmd/relayprof"); err != nil {
+			return err
+		}
+	}
+	h.topo.TrackExchange(h.name("pain"), h.name("pleasure"), h.name("health"))
+	return nil
+}
+
+func goBuild(ctx context.Context, dir, out, pkg string) error {
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", out, pkg)
+	cmd.Dir = dir
+	var errOut bytes.Buffer
+	cmd.Stderr = &errOut
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("go build %s: %w: %s", pkg, err, strings.TrimSpace(errOut.String()))
+	}
+	return nil
+}
+
+func (h *harness) baseConfig() relayproc.Config {
+	return relayproc.Config{
+		Instance: h.instance(), URL: h.o.url, Prefetch: h.o.prefetch,
+		PainExchange: h.name("pain"), PleasureExchange: h.name("pleasure"), HealthExchange: h.name("health"),
+	}
+}
+
+// startRelay writes c to a file and runs the relay on it (under
+// relayprof when profile is set).
+func (h *harness) startRelay(ctx context.Context, c relayproc.Config, file string, profile bool) (*relayproc.Process, error) {
+	path := filepath.Join(h.tmp, file)
+	if err := os.WriteFile(path, c.YAML(), 0o600); err != nil {
+		return nil, err
+	}
+	bin, args := h.relayBin, []string{"run", "--config", path, "--log-format", "json"}
+	if profile {
+		bin, args = h.profBin, []string{"--config", path, "--cpuprofile", h.o.cpuprofile}
+	}
+	p, err := relayproc.Start(ctx, bin, args, time.Minute)
+	if err != nil {
+		return nil, err
+	}
+	h.mu.Lock()
+	h.procs = append(h.procs, p)
+	h.mu.Unlock()
+	return p, nil
+}
+
+func (h *harness) cleanup(ctx context.Context) error {
+	var errs []error
+	h.mu.Lock()
+	procs, shovels := h.procs, h.shovels
+	h.procs, h.shovels = nil, nil
+	h.mu.Unlock()
+	for _, p := range procs {
+		if !p.Exited() {
+			_ = p.Stop(15 * time.Second)
+		}
+	}
+	for _, s := range shovels {
+		if err := shovel.Clear(ctx, s); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if h.echo != nil {
+		errs = append(errs, h.echo.Close())
+	}
+	errs = append(errs, h.topo.Cleanup(ctx))
+	if h.tmp != "" {
+		errs = append(errs, os.RemoveAll(h.tmp))
+	}
+	return errors.Join(errs...)
+}
+
+func (h *harness) body() []byte { return bytes.Repeat([]byte("r"), h.o.body) }
+
+// work alternates the relay and the plain loop on the work path.
+func (h *harness) work(ctx context.Context, rep *Report) error {
+	echo, err := workload.StartEcho()
+	if err != nil {
+		return err
+	}
+	h.echo = echo
+	relayQ, plainQ := h.name("work"), h.name("plain")
+	h.topo.Track(relayQ, relayQ+".dlq", relayQ+".delay."+redelivery.String())
+	if err := h.topo.Queue(plainQ); err != nil {
+		return err
+	}
+	c := h.baseConfig()
+	c.WorkQueue, c.TargetURL, c.Redelivery = relayQ, echo.URL(), []time.Duration{redelivery}
+	c.Concurrency, c.Bulkhead = h.o.workers, h.o.bulkhead
+	h.logf("starting the relay for the work path")
+	proc, err := h.startRelay(ctx, c, "work.yaml", h.o.cpuprofile != "")
+	if err != nil {
+		return err
+	}
+
+	for i := range h.o.rounds {
+		round := WorkRound{RelayFirst: i%2 == 0}
+		runs := []func() error{
+			func() (err error) { round.Relay, err = h.tasks(ctx, relayQ, proc); return err },
+			func() (err error) { round.Plain, err = h.plainTasks(ctx, plainQ); return err },
+		}
+		if !round.RelayFirst {
+			runs[0], runs[1] = runs[1], runs[0]
+		}
+		for _, r := range runs {
+			if err := r(); err != nil {
+				return err
+			}
+			if err := h.topo.Purge(relayQ, plainQ); err != nil {
+				return err
+			}
+		}
+		h.logf("work round %d: relay %.0f tasks/s, plain %.0f tasks/s", i+1, round.Relay.Rate, round.Plain.Rate)
+		rep.Work = append(rep.Work, round)
+	}
+	mem, err := procstat.ReadMemory(proc.PID())
+	if err != nil {
+		return fmt.Errorf("reading the relay's memory: %w", err)
+	}
+	rep.WorkPeakRSS = mem.Peak
+	if err := proc.Stop(15 * time.Second); err != nil {
+		return fmt.Errorf("stopping the relay: %w: %s", err, proc.Tail())
+	}
+	return nil
+}
+
+// tasks runs one closed-loop round against queue; with proc, it also
+// reads the relay's CPU time across the measured window.
+func (h *harness) tasks(ctx context.Context, queue string, proc *relayproc.Process) (TaskFigures, error) {
+	var before, after procstat.Ticks
+	var tickErr error
+	load := workload.TaskLoad{
+		URL: h.o.url, Queue: queue, Body: h.body(), InFlight: h.o.inflight,
+		Warmup: h.o.warmup, Duration: h.o.duration,
+	}
+	if proc != nil {
+		load.OnWindow = func(open bool) {
+			t, err := procstat.ReadTicks(proc.PID())
+			if err != nil {
+				tickErr = err
+			}
+			if open {
+				before = t
+			} else {
+				after = t
+			}
+		}
+	}
+	res, err := workload.RunTasks(ctx, load)
+	if err != nil {
+		if proc != nil && proc.Exited() {
+			return TaskFigures{}, fmt.Errorf("%w (the relay exited: %s)", err, proc.Tail())
+		}
+		return TaskFigures{}, err
+	}
+	if res.Replies == 0 {
+		return TaskFigures{}, fmt.Errorf("no replies on %s within the window", queue)
+	}
+	lat := stats.Summarize(res.Latencies)
+	f := TaskFigures{Rate: res.Rate(), P50: lat.P50, P99: lat.P99, Failed: res.Failed, Lost: res.Lost + res.Nacked}
+	if proc != nil {
+		if tickErr != nil {
+			return f, fmt.Errorf("reading the relay's CPU time: %w", tickErr)
+		}
+		f.CPUPer10k = after.Sub(before).Seconds(h.hz) / float64(res.Replies) * 10000
+	}
+	return f, nil
+}
+
+// plainTasks runs the plain loop for one round.
+func (h *harness) plainTasks(ctx context.Context, queue string) (TaskFigures, error) {
+	pctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() {
+		done <- plain.Run(pctx, plain.Options{
+			URL: h.o.url, Queue: queue, Target: h.echo.URL(), Prefetch: h.o.prefetch, Workers: h.o.workers, Name: relayproc.TargetName,
+		})
+	}()
+	f, err := h.tasks(ctx, queue, nil)
+	cancel()
+	if perr := <-done; perr != nil && err == nil {
+		err = perr
+	}
+	return f, err
+}
+
+// outbound alternates the relay and the shovel draining a full queue.
+func (h *harness) outbound(ctx context.Context, rep *Report) error {
+	dest, destQ, key := h.name("dest"), h.name("dest.q"), "moved"
+	relaySrc, shovelSrc := h.name("out"), h.name("shovel")
+	if err := h.topo.Exchange(dest); err != nil {
+		return err
+	}
+	for _, q := range []string{destQ, relaySrc, shovelSrc} {
+		if err := h.topo.Queue(q); err != nil {
+			return err
+		}
+	}
+	h.topo.Track(relaySrc + ".dlq")
+	if err := h.topo.Bind(destQ, dest, key); err != nil {
+		return err
+	}
+
+	withShovel := h.o.shovel
+	if withShovel {
+		enabledNow, err := shovel.EnsurePlugin(ctx)
+		switch {
+		case err != nil:
+			withShovel = false
+			rep.ShovelNote = fmt.Sprintf("The shovel was not measured: %v.", err)
+		case enabledNow:
+			rep.ShovelNote = "The harness enabled the broker's `rabbitmq_shovel` plugin for this run (`rabbitmq-plugins enable rabbitmq_shovel`) and left it enabled."
+		default:
+			rep.ShovelNote = "The broker's `rabbitmq_shovel` plugin was already enabled."
+		}
+	} else {
+		rep.ShovelNote = "The shovel was not measured (-shovel=false)."
+	}
+	shovelURI := brokerURI(h.o.url)
+	rep.ShovelNote += fmt.Sprintf(" The shovel is dynamic (`rabbitmqctl set_parameter shovel`), `ack-mode` on-confirm, `src-prefetch-count` %d, and connects to the broker over TCP on 127.0.0.1 like the relay, so that neither gets the broker's in-process shortcut.", h.o.outboundPrefetch)
+
+	msg := amqp.Publishing{
+		Headers:      amqp.Table{"x-relay-exchange": dest, "x-relay-routing-key": key},
+		ContentType:  "application/octet-stream",
+		DeliveryMode: amqp.Persistent,
+		Body:         h.body(),
+	}
+	depth := func() (int, error) { return h.topo.Depth(destQ) }
+	n := h.o.messages
+
+	for i := range h.o.rounds {
+		round := OutboundRound{RelayFirst: i%2 == 0}
+		relayRun := func() error {
+			if err := workload.Prefill(ctx, h.o.url, relaySrc, n, 1000, msg); err != nil {
+				return err
+			}
+			c := h.baseConfig()
+			c.OutboundQueue, c.OutboundExchange = relaySrc, dest
+			c.OutboundPrefetch, c.OutboundBulkhead = h.o.outboundPrefetch, h.o.outboundPrefetch
+			var proc *relayproc.Process
+			rate, err := h.drain(ctx, depth, func() error {
+				var err error
+				proc, err = h.startRelay(ctx, c, "outbound.yaml", false)
+				return err
+			})
+			if err != nil {
+				return err
+			}
+			ticks, err := procstat.ReadTicks(proc.PID())
+			if err != nil {
+				return err
+			}
+			mem, err := procstat.ReadMemory(proc.PID())
+			if err != nil {
+				return err
+			}
+			if err := proc.Stop(15 * time.Second); err != nil {
+				return fmt.Errorf("stopping the relay: %w: %s", err, proc.Tail())
+			}
+			round.Relay, round.RelayPeakRSS = rate, mem.Peak
+			round.RelayCPUPer10k = ticks.Seconds(h.hz) / float64(n) * 10000
+			return nil
+		}
+		shovelRun := func() error {
+			if !withShovel {
+				return nil
+			}
+			if err := workload.Prefill(ctx, h.o.url, shovelSrc, n, 1000, msg); err != nil {
+				return err
+			}
+			name := h.prefix + "-shovel"
+			rate, err := h.drain(ctx, depth, func() error {
+				h.mu.Lock()
+				h.shovels = append(h.shovels, name)
+				h.mu.Unlock()
+				return shovel.Set(ctx, name, shovel.Spec{
+					SrcURI: shovelURI, SrcQueue: shovelSrc, DestURI: shovelURI, DestExchange: dest, DestKey: key, Prefetch: h.o.outboundPrefetch,
+				})
+			})
+			if err != nil {
+				return err
+			}
+			if err := shovel.Clear(ctx, name); err != nil {
+				return err
+			}
+			h.mu.Lock()
+			h.shovels = h.shovels[:len(h.shovels)-1]
+			h.mu.Unlock()
+			round.Shovel = rate
+			return nil
+		}
+		runs := []func() error{relayRun, shovelRun}
+		if !round.RelayFirst {
+			runs[0], runs[1] = runs[1], runs[0]
+		}
+		for _, r := range runs {
+			if err := r(); err != nil {
+				return err
+			}
+			if err := h.topo.Purge(destQ, relaySrc, shovelSrc); err != nil {
+				return err
+			}
+		}
+		h.logf("outbound round %d: relay %.0f msg/s, shovel %.0f msg/s", i+1, round.Relay, round.Shovel)
+		rep.Outbound = append(rep.Outbound, round)
+	}
+	return nil
+}
+
+// drain starts a mover with start and watches the destination until all
+// of -messages have arrived; the rate is read between 10% and 90% of
+// them, leaving out the mover's start-up and its tail.
+func (h *harness) drain(ctx context.Context, depth func() (int, error), start func() error) (float64, error) {
+	n := h.o.messages
+	type watched struct {
+		points []stats.Point
+		err    error
+	}
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	out := make(chan watched, 1)
+	go func() {
+		p, err := workload.WatchDepth(wctx, depth, n, 20*time.Millisecond, 3*time.Minute)
+		out <- watched{p, err}
+	}()
+	if err := start(); err != nil {
+		cancel()
+		<-out
+		return 0, err
+	}
+	w := <-out
+	if w.err != nil {
+		return 0, w.err
+	}
+	rate, ok := stats.CrossingRate(w.points, n/10, n*9/10)
+	if !ok {
+		return 0, fmt.Errorf("could not read a rate off %d polls", len(w.points))
+	}
+	return rate, nil
+}
+
+// brokerURI is url for the shovel: no trailing slash, which in an AMQP
+// URI would name the empty virtual host rather than "/".
+func brokerURI(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return raw
+	}
+	u.Path, u.RawPath = "", ""
+	return u.String()
+}
