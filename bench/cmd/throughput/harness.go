@@ -9,13 +9,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
-	"github.com/vsm-relay/relay/bench/internal/plain"
 	"github.com/vsm-relay/relay/bench/internal/procstat"
 	"github.com/vsm-relay/relay/bench/internal/relayproc"
 	"github.com/vsm-relay/relay/bench/internal/shovel"
@@ -35,6 +35,7 @@ type harness struct {
 	tmp      string
 	relayBin string
 	profBin  string
+	plainBin string
 	echo     *workload.Echo
 
 	mu      sync.Mutex
@@ -70,11 +71,15 @@ func (h *harness) prepare(ctx context.Context) error {
 			return err
 		}
 	}
+	dir, err := benchModuleDir(ctx)
+	if err != nil {
+		return err
+	}
+	h.plainBin = filepath.Join(tmp, "plainloop")
+	if err := goBuild(ctx, dir, h.plainBin, "./cmd/plainloop"); err != nil {
+		return err
+	}
 	if h.o.cpuprofile != "" {
-		dir, err := benchModuleDir(ctx)
-		if err != nil {
-			return err
-		}
 		h.profBin = filepath.Join(tmp, "relayprof")
 		if err := goBuild(ctx, dir, h.profBin, "./cmd/relayprof"); err != nil {
 			return err
@@ -112,8 +117,15 @@ func (h *harness) startRelay(ctx context.Context, c relayproc.Config, file strin
 	bin, args := h.relayBin, []string{"run", "--config", path, "--log-format", "json"}
 	if profile {
 		bin, args = h.profBin, []string{"--config", path, "--cpuprofile", h.o.cpuprofile}
+		if h.o.memprofile != "" {
+			args = append(args, "--memprofile", h.o.memprofile)
+		}
 	}
-	p, err := relayproc.Start(ctx, bin, args, time.Minute)
+	return h.start(ctx, bin, args, relayproc.ParseRunning)
+}
+
+func (h *harness) start(ctx context.Context, bin string, args []string, ready func([]byte) (string, bool)) (*relayproc.Process, error) {
+	p, err := relayproc.StartUntil(ctx, bin, args, time.Minute, ready)
 	if err != nil {
 		return nil, err
 	}
@@ -122,6 +134,18 @@ func (h *harness) startRelay(ctx context.Context, c relayproc.Config, file strin
 	h.mu.Unlock()
 	return p, nil
 }
+
+// startPlain runs the plain loop in its own process on queue.
+func (h *harness) startPlain(ctx context.Context, queue string) (*relayproc.Process, error) {
+	args := []string{"-url", h.o.url, "-queue", queue, "-target", h.echo.URL(),
+		"-prefetch", strconv.Itoa(h.o.prefetch), "-workers", strconv.Itoa(h.o.workers), "-name", relayproc.TargetName}
+	return h.start(ctx, h.plainBin, args, func(line []byte) (string, bool) {
+		return "", strings.TrimSpace(string(line)) == plainReady
+	})
+}
+
+// plainReady is the line cmd/plainloop logs once it consumes.
+const plainReady = `{"msg":"plain loop running"}`
 
 func (h *harness) cleanup(ctx context.Context) error {
 	var errs []error
@@ -166,8 +190,12 @@ func (h *harness) work(ctx context.Context, rep *Report) error {
 	c := h.baseConfig()
 	c.WorkQueue, c.TargetURL, c.Redelivery = relayQ, echo.URL(), []time.Duration{redelivery}
 	c.Concurrency, c.Bulkhead = h.o.workers, h.o.bulkhead
-	h.logf("starting the relay for the work path")
+	h.logf("starting the relay and the plain loop for the work path")
 	proc, err := h.startRelay(ctx, c, "work.yaml", h.o.cpuprofile != "")
+	if err != nil {
+		return err
+	}
+	plainProc, err := h.startPlain(ctx, plainQ)
 	if err != nil {
 		return err
 	}
@@ -176,7 +204,7 @@ func (h *harness) work(ctx context.Context, rep *Report) error {
 		round := WorkRound{RelayFirst: i%2 == 0}
 		runs := []func() error{
 			func() (err error) { round.Relay, err = h.tasks(ctx, relayQ, proc); return err },
-			func() (err error) { round.Plain, err = h.plainTasks(ctx, plainQ); return err },
+			func() (err error) { round.Plain, err = h.tasks(ctx, plainQ, plainProc); return err },
 		}
 		if !round.RelayFirst {
 			runs[0], runs[1] = runs[1], runs[0]
@@ -197,14 +225,20 @@ func (h *harness) work(ctx context.Context, rep *Report) error {
 		return fmt.Errorf("reading the relay's memory: %w", err)
 	}
 	rep.WorkPeakRSS = mem.Peak
-	if err := proc.Stop(15 * time.Second); err != nil {
-		return fmt.Errorf("stopping the relay: %w: %s", err, proc.Tail())
+	if mem, err = procstat.ReadMemory(plainProc.PID()); err != nil {
+		return fmt.Errorf("reading the plain loop's memory: %w", err)
+	}
+	rep.PlainPeakRSS = mem.Peak
+	for _, p := range []*relayproc.Process{proc, plainProc} {
+		if err := p.Stop(15 * time.Second); err != nil {
+			return fmt.Errorf("stopping %w: %s", err, p.Tail())
+		}
 	}
 	return nil
 }
 
-// tasks runs one closed-loop round against queue; with proc, it also
-// reads the relay's CPU time across the measured window.
+// tasks runs one closed-loop round against queue and reads the CPU time
+// proc (the relay or the plain loop) used across the measured window.
 func (h *harness) tasks(ctx context.Context, queue string, proc *relayproc.Process) (TaskFigures, error) {
 	var before, after procstat.Ticks
 	var tickErr error
@@ -244,23 +278,6 @@ func (h *harness) tasks(ctx context.Context, queue string, proc *relayproc.Proce
 		f.CPUPer10k = after.Sub(before).Seconds(h.hz) / float64(res.Replies) * 10000
 	}
 	return f, nil
-}
-
-// plainTasks runs the plain loop for one round.
-func (h *harness) plainTasks(ctx context.Context, queue string) (TaskFigures, error) {
-	pctx, cancel := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() {
-		done <- plain.Run(pctx, plain.Options{
-			URL: h.o.url, Queue: queue, Target: h.echo.URL(), Prefetch: h.o.prefetch, Workers: h.o.workers, Name: relayproc.TargetName,
-		})
-	}()
-	f, err := h.tasks(ctx, queue, nil)
-	cancel()
-	if perr := <-done; perr != nil && err == nil {
-		err = perr
-	}
-	return f, err
 }
 
 // outbound alternates the relay and the shovel draining a full queue.

@@ -61,6 +61,7 @@ type options struct {
 	write            bool
 	out              string
 	cpuprofile       string
+	memprofile       string
 	verbose          bool
 }
 
@@ -85,6 +86,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.BoolVar(&o.write, "write", false, "refresh the throughput section of BENCHMARKS.md")
 	fs.StringVar(&o.out, "out", "", "file -write refreshes (default: BENCHMARKS.md of the relay module)")
 	fs.StringVar(&o.cpuprofile, "cpuprofile", "", "run the work path's relay under cmd/relayprof and write its CPU profile here")
+	fs.StringVar(&o.memprofile, "memprofile", "", "with -cpuprofile, also write the relay's allocation profile here")
 	fs.BoolVar(&o.verbose, "v", false, "log progress")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -147,12 +149,18 @@ func (o *options) validate() error {
 	case o.cpuprofile != "" && o.only == "outbound":
 		return errors.New("-cpuprofile profiles the work path; drop -only outbound")
 	}
-	if o.cpuprofile != "" {
-		abs, err := filepath.Abs(o.cpuprofile)
+	if o.memprofile != "" && o.cpuprofile == "" {
+		return errors.New("-memprofile needs -cpuprofile")
+	}
+	for _, p := range []*string{&o.cpuprofile, &o.memprofile} {
+		if *p == "" {
+			continue
+		}
+		abs, err := filepath.Abs(*p)
 		if err != nil {
 			return err
 		}
-		o.cpuprofile = abs
+		*p = abs
 	}
 	return nil
 }

@@ -15,8 +15,7 @@ type TaskFigures struct {
 	P50, P99 time.Duration
 	Failed   int
 	Lost     int
-	// CPUPer10k is CPU seconds per 10,000 tasks (the relay only; 0 when
-	// not measured).
+	// CPUPer10k is the process's CPU seconds per 10,000 tasks.
 	CPUPer10k float64
 }
 
@@ -57,12 +56,13 @@ type Report struct {
 	Machine  Machine
 	Settings Settings
 
-	Work        []WorkRound
-	WorkPeakRSS int64 // VmHWM of the relay process of the work rounds
-	Outbound    []OutboundRound
-	ShovelNote  string // why the shovel was not measured, or how it was set up
-	Allocs      Allocs
-	AllocsErr   string
+	Work         []WorkRound
+	WorkPeakRSS  int64 // VmHWM of the relay process of the work rounds
+	PlainPeakRSS int64 // VmHWM of the plain loop process
+	Outbound     []OutboundRound
+	ShovelNote   string // why the shovel was not measured, or how it was set up
+	Allocs       Allocs
+	AllocsErr    string
 }
 
 // WorkRatio is the median over rounds of relay tasks/s ÷ plain tasks/s.
@@ -90,23 +90,23 @@ type workMedians struct {
 	relayRate, plainRate float64
 	relayP50, plainP50   time.Duration
 	relayP99, plainP99   time.Duration
-	cpu                  float64
+	cpu, plainCPU        float64
 }
 
 func (r *Report) workMedians() workMedians {
 	var m workMedians
-	var rr, pr, cpu []float64
+	var rr, pr, cpu, pcpu []float64
 	var r50, p50, r99, p99 []time.Duration
 	for _, w := range r.Work {
 		rr, pr = append(rr, w.Relay.Rate), append(pr, w.Plain.Rate)
 		r50, p50 = append(r50, w.Relay.P50), append(p50, w.Plain.P50)
 		r99, p99 = append(r99, w.Relay.P99), append(p99, w.Plain.P99)
-		cpu = append(cpu, w.Relay.CPUPer10k)
+		cpu, pcpu = append(cpu, w.Relay.CPUPer10k), append(pcpu, w.Plain.CPUPer10k)
 	}
 	m.relayRate, m.plainRate = stats.Median(rr), stats.Median(pr)
 	m.relayP50, m.plainP50 = stats.MedianDuration(r50), stats.MedianDuration(p50)
 	m.relayP99, m.plainP99 = stats.MedianDuration(r99), stats.MedianDuration(p99)
-	m.cpu = stats.Median(cpu)
+	m.cpu, m.plainCPU = stats.Median(cpu), stats.Median(pcpu)
 	return m
 }
 
@@ -149,7 +149,8 @@ func (r *Report) Summary() string {
 		parts = append(parts, fmt.Sprintf("peak RSS %s", mib(r.WorkPeakRSS)))
 	}
 	if len(r.Work) > 0 {
-		parts = append(parts, fmt.Sprintf("CPU %.2f s/10k tasks", r.workMedians().cpu))
+		m := r.workMedians()
+		parts = append(parts, fmt.Sprintf("CPU %.2f s/10k tasks (plain %.2f)", m.cpu, m.plainCPU))
 	}
 	if r.AllocsErr == "" {
 		parts = append(parts, fmt.Sprintf("hot paths %g/%g allocs/op", r.Allocs.Breaker, r.Allocs.Bulkhead))
@@ -206,15 +207,17 @@ func (r *Report) Markdown() string {
 		p("")
 		p("### Work path: relay vs plain amqp091-go loop")
 		p("")
-		p("| round | order | relay tasks/s | plain tasks/s | ratio | relay p50 / p99 | plain p50 / p99 | relay CPU s/10k |")
+		p("| round | order | relay tasks/s | plain tasks/s | ratio | relay p50 / p99 | plain p50 / p99 | CPU s/10k tasks, relay / plain |")
 		p("| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
 		for i, w := range r.Work {
-			p("| %d | %s | %s | %s | %.2fx | %s / %s | %s / %s | %.2f |", i+1, order(w.RelayFirst, "plain"),
+			p("| %d | %s | %s | %s | %.2fx | %s / %s | %s / %s | %.2f / %.2f |", i+1, order(w.RelayFirst, "plain"),
 				rate(w.Relay.Rate), rate(w.Plain.Rate), stats.Ratio(w.Relay.Rate, w.Plain.Rate),
-				ms(w.Relay.P50), ms(w.Relay.P99), ms(w.Plain.P50), ms(w.Plain.P99), w.Relay.CPUPer10k)
+				ms(w.Relay.P50), ms(w.Relay.P99), ms(w.Plain.P50), ms(w.Plain.P99), w.Relay.CPUPer10k, w.Plain.CPUPer10k)
 		}
-		p("| median | | %s | %s | %.2fx | %s / %s | %s / %s | %.2f |", rate(m.relayRate), rate(m.plainRate), r.WorkRatio(),
-			ms(m.relayP50), ms(m.relayP99), ms(m.plainP50), ms(m.plainP99), m.cpu)
+		p("| median | | %s | %s | %.2fx | %s / %s | %s / %s | %.2f / %.2f |", rate(m.relayRate), rate(m.plainRate), r.WorkRatio(),
+			ms(m.relayP50), ms(m.relayP99), ms(m.plainP50), ms(m.plainP99), m.cpu, m.plainCPU)
+		p("")
+		p("Peak resident set over all rounds: relay %s, plain loop %s.", mib(r.WorkPeakRSS), mib(r.PlainPeakRSS))
 		if f := r.failures(); f != "" {
 			p("")
 			p("%s", f)

@@ -17,13 +17,13 @@ func sampleReport() *Report {
 			Prefetch: 64, Workers: 32, Bulkhead: 64, Messages: 40000, OutboundPrefetch: 1000},
 		Work: []WorkRound{
 			{RelayFirst: true, Relay: TaskFigures{Rate: 3600, P50: 30 * time.Millisecond, P99: 60 * time.Millisecond, CPUPer10k: 1.5},
-				Plain: TaskFigures{Rate: 3000, P50: 40 * time.Millisecond, P99: 80 * time.Millisecond}},
+				Plain: TaskFigures{Rate: 3000, P50: 40 * time.Millisecond, P99: 80 * time.Millisecond, CPUPer10k: 1.1}},
 			{RelayFirst: false, Relay: TaskFigures{Rate: 3000, P50: 35 * time.Millisecond, P99: 70 * time.Millisecond, CPUPer10k: 1.7},
 				Plain: TaskFigures{Rate: 3000, P50: 41 * time.Millisecond, P99: 90 * time.Millisecond, Failed: 2}},
 			{RelayFirst: true, Relay: TaskFigures{Rate: 2000, P50: 50 * time.Millisecond, P99: 99 * time.Millisecond, CPUPer10k: 1.6},
 				Plain: TaskFigures{Rate: 2500, P50: 42 * time.Millisecond, P99: 85 * time.Millisecond}},
 		},
-		WorkPeakRSS: 30 << 20,
+		WorkPeakRSS: 30 << 20, PlainPeakRSS: 12 << 20,
 		Outbound: []OutboundRound{
 			{RelayFirst: true, Relay: 9000, Shovel: 10000, RelayCPUPer10k: 1.2, RelayPeakRSS: 40 << 20},
 			{RelayFirst: false, Relay: 11000, Shovel: 10000, RelayCPUPer10k: 1.0, RelayPeakRSS: 42 << 20},
@@ -49,7 +49,7 @@ func TestRatios(t *testing.T) {
 }
 
 func TestSummary(t *testing.T) {
-	want := "summary: work 1.00x plain (3,000 vs 3,000 tasks/s, p99 70.0 ms vs 85.0 ms) · outbound 1.00x shovel (10,000 vs 10,000 msg/s) · peak RSS 30.0 MiB · CPU 1.60 s/10k tasks · hot paths 0/0 allocs/op"
+	want := "summary: work 1.00x plain (3,000 vs 3,000 tasks/s, p99 70.0 ms vs 85.0 ms) · outbound 1.00x shovel (10,000 vs 10,000 msg/s) · peak RSS 30.0 MiB · CPU 1.60 s/10k tasks (plain 0.00) · hot paths 0/0 allocs/op"
 	if got := sampleReport().Summary(); got != want {
 		t.Errorf("Summary:\n%s\nwant\n%s", got, want)
 	}
@@ -68,9 +68,10 @@ func TestMarkdown(t *testing.T) {
 		"Measured 2026-11-29 15:00 UTC.\n",
 		"- Command: `cd bench && go run ./cmd/throughput -write`\n",
 		"- Machine: AMD EPYC, 2 cores (GOMAXPROCS 2); `go version go1.26.8 linux/amd64`; RabbitMQ 3.10.8 (Erlang/OTP 25.2.3) on the same host\n",
-		"| 1 | relay, plain | 3,600 | 3,000 | 1.20x | 30.0 ms / 60.0 ms | 40.0 ms / 80.0 ms | 1.50 |\n",
-		"| 2 | plain, relay | 3,000 | 3,000 | 1.00x | 35.0 ms / 70.0 ms | 41.0 ms / 90.0 ms | 1.70 |\n",
-		"| median | | 3,000 | 3,000 | 1.00x | 35.0 ms / 70.0 ms | 41.0 ms / 85.0 ms | 1.60 |\n",
+		"| 1 | relay, plain | 3,600 | 3,000 | 1.20x | 30.0 ms / 60.0 ms | 40.0 ms / 80.0 ms | 1.50 / 1.10 |\n",
+		"| 2 | plain, relay | 3,000 | 3,000 | 1.00x | 35.0 ms / 70.0 ms | 41.0 ms / 90.0 ms | 1.70 / 0.00 |\n",
+		"| median | | 3,000 | 3,000 | 1.00x | 35.0 ms / 70.0 ms | 41.0 ms / 85.0 ms | 1.60 / 0.00 |\n",
+		"Peak resident set over all rounds: relay 30.0 MiB, plain loop 12.0 MiB.\n",
 		"Not every task succeeded: round 2 plain: 2 failed, 0 lost.\n",
 		"| 2 | shovel, relay | 11,000 | 10,000 | 1.10x | 1.00 | 42.0 MiB |\n",
 		"| median | | 10,000 | 10,000 | 1.00x | 1.10 | 42.0 MiB (max) |\n",

@@ -27,6 +27,8 @@ type Options struct {
 	// Name is carried in the reply's x-relay-target header, so the reply
 	// is the same size as the relay's.
 	Name string
+	// Ready, if set, is called once the loop is consuming.
+	Ready func()
 }
 
 // Run consumes until ctx ends, then closes its connection; anything not
@@ -66,6 +68,9 @@ func Run(ctx context.Context, o Options) error {
 	client := &http.Client{Transport: tr, Timeout: 10 * time.Second}
 	defer tr.CloseIdleConnections()
 
+	if o.Ready != nil {
+		o.Ready()
+	}
 	var wg sync.WaitGroup
 	errs := make(chan error, o.Workers)
 	for range o.Workers {

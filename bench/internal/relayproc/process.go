@@ -9,16 +9,17 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
 )
 
-// ErrExited reports a relay that ended before it said it was running.
-var ErrExited = errors.New("relay exited")
+// ErrExited reports a process that ended before it said it was ready.
+var ErrExited = errors.New("exited")
 
-// Process is one running relay.
+// Process is one running relay, or another measured process.
 type Process struct {
 	cmd  *exec.Cmd
 	addr string
@@ -35,6 +36,13 @@ const tailLines = 20
 // "--log-format", "json") and returns once the relay logs that it is
 // running, or fails when it exits first or ready passes.
 func Start(ctx context.Context, bin string, args []string, ready time.Duration) (*Process, error) {
+	return StartUntil(ctx, bin, args, ready, ParseRunning)
+}
+
+// StartUntil is Start for any process that announces on stderr that it
+// is ready: running recognises that line and returns the address it
+// names, if any.
+func StartUntil(ctx context.Context, bin string, args []string, ready time.Duration, running func(line []byte) (string, bool)) (*Process, error) {
 	cmd := exec.Command(bin, args...)
 	cmd.Stdout = io.Discard
 	stderr, err := cmd.StderrPipe()
@@ -46,7 +54,7 @@ func Start(ctx context.Context, bin string, args []string, ready time.Duration) 
 		return nil, err
 	}
 	p := &Process{cmd: cmd, done: make(chan struct{})}
-	running := make(chan string, 1)
+	up := make(chan string, 1)
 	scanned := make(chan struct{})
 	go func() {
 		defer close(scanned)
@@ -55,9 +63,9 @@ func Start(ctx context.Context, bin string, args []string, ready time.Duration) 
 		for sc.Scan() {
 			line := sc.Text()
 			p.remember(line)
-			if addr, ok := ParseRunning([]byte(line)); ok {
+			if addr, ok := running([]byte(line)); ok {
 				select {
-				case running <- addr:
+				case up <- addr:
 				default:
 				}
 			}
@@ -72,14 +80,14 @@ func Start(ctx context.Context, bin string, args []string, ready time.Duration) 
 	timer := time.NewTimer(ready)
 	defer timer.Stop()
 	select {
-	case addr := <-running:
+	case addr := <-up:
 		p.addr = addr
 		return p, nil
 	case <-p.done:
-		return nil, fmt.Errorf("%w before it was running (%v): %s", ErrExited, p.err, p.Tail())
+		return nil, fmt.Errorf("%s: %w before it was ready (%v): %s", filepath.Base(bin), ErrExited, p.err, p.Tail())
 	case <-timer.C:
 		p.Stop(2 * time.Second)
-		return nil, fmt.Errorf("relay not running after %s: %s", ready, p.Tail())
+		return nil, fmt.Errorf("%s not ready after %s: %s", filepath.Base(bin), ready, p.Tail())
 	case <-ctx.Done():
 		p.Stop(2 * time.Second)
 		return nil, ctx.Err()
@@ -118,8 +126,8 @@ func (p *Process) Exited() bool {
 	}
 }
 
-// Stop asks the relay to shut down (SIGTERM) and kills it if it has not
-// exited within grace. It returns the relay's exit error, if any.
+// Stop asks the process to shut down (SIGTERM) and kills it if it has not
+// exited within grace. It returns its exit error, if any.
 func (p *Process) Stop(grace time.Duration) error {
 	if p.Exited() {
 		return p.err
@@ -133,7 +141,7 @@ func (p *Process) Stop(grace time.Duration) error {
 	case <-timer.C:
 		_ = p.cmd.Process.Kill()
 		<-p.done
-		return fmt.Errorf("relay did not stop within %s; killed", grace)
+		return fmt.Errorf("%s did not stop within %s; killed", filepath.Base(p.cmd.Path), grace)
 	}
 }
 

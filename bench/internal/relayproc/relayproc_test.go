@@ -126,6 +126,26 @@ func TestStartExitsEarly(t *testing.T) {
 	}
 }
 
+func TestStartUntil(t *testing.T) {
+	if _, err := os.Stat("/bin/sh"); err != nil {
+		t.Skip("no /bin/sh")
+	}
+	bin := fakeRelay(t, `trap 'exit 0' TERM
+echo 'ready at 1.2.3.4:5' >&2
+while :; do sleep 0.05; done`)
+	p, err := StartUntil(context.Background(), bin, nil, 10*time.Second, func(line []byte) (string, bool) {
+		addr, ok := strings.CutPrefix(string(line), "ready at ")
+		return addr, ok
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Stop(10 * time.Second)
+	if p.Addr() != "1.2.3.4:5" {
+		t.Errorf("Addr = %q", p.Addr())
+	}
+}
+
 func ExampleParseRunning() {
 	addr, ok := ParseRunning([]byte(`{"level":"INFO","msg":"relay running","http":"127.0.0.1:40123"}`))
 	fmt.Println(addr, ok)
