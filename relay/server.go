@@ -10,7 +10,10 @@ import (
 func (r *Relay) handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/health", func(w http.ResponseWriter, req *http.Request) {
-		if r.monitor == nil {
+		// Run makes the monitor before it stores consuming; loading
+		// consuming first is what makes the monitor safe to read here,
+		// where a check of the field itself would race with Run.
+		if !r.consuming.Load() {
 			http.Error(w, "starting", http.StatusServiceUnavailable)
 			return
 		}
