@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"unicode"
 
 	amqp "github.com/rabbitmq/amqp091-go"
 	"github.com/spf13/cobra"
@@ -254,7 +255,7 @@ func formatText(kind string, body []byte, colour bool) string {
 	if label == "" {
 		label = "EVENT"
 	}
-	return fmt.Sprintf("%-8s %s", label, b.String())
+	return fmt.Sprintf("%-8s %s", label, clean(b.String()))
 }
 
 // formatEvent: time, signal, severity, source/name/event, count,
@@ -272,16 +273,16 @@ func formatEvent(ev algedonic.Event, colour bool) string {
 	b.WriteString(paint(colour, ansiBold+c, fmt.Sprintf("%-8s", sig)))
 	b.WriteByte(' ')
 	b.WriteString(paint(colour, c, fmt.Sprintf("%-8s", ev.Severity)))
-	fmt.Fprintf(&b, " %s %s %s", ev.Source, ev.Name, ev.Event)
+	fmt.Fprintf(&b, " %s %s %s", clean(ev.Source), clean(ev.Name), clean(ev.Event))
 	if ev.Count > 1 {
 		fmt.Fprintf(&b, " x%d", ev.Count)
 	}
 	fmt.Fprintf(&b, " (intensity %s)", strconv.FormatFloat(ev.Intensity, 'f', 2, 64))
 	if ev.Instance != "" {
-		b.WriteString(" " + paint(colour, ansiDim, ev.Instance))
+		b.WriteString(" " + paint(colour, ansiDim, clean(ev.Instance)))
 	}
 	if ev.Reason != "" {
-		b.WriteString(": " + oneLine(ev.Reason))
+		b.WriteString(": " + clean(ev.Reason))
 	}
 	return b.String()
 }
@@ -297,9 +298,9 @@ func formatHealth(r health.Report, colour bool) string {
 	c := statusColour(r.Overall)
 	b.WriteString(paint(colour, ansiBold+ansiBlue, fmt.Sprintf("%-8s", "HEALTH")))
 	b.WriteByte(' ')
-	b.WriteString(paint(colour, c, string(r.Overall)))
+	b.WriteString(paint(colour, c, clean(string(r.Overall))))
 	if r.Instance != "" {
-		b.WriteString(" " + paint(colour, ansiDim, r.Instance))
+		b.WriteString(" " + paint(colour, ansiDim, clean(r.Instance)))
 	}
 	if !r.AMQP.Connected {
 		b.WriteString(" broker: disconnected")
@@ -312,7 +313,7 @@ func formatHealth(r health.Report, colour bool) string {
 		if st := r.CircuitBreakers[name].State; st == "closed" {
 			closed++
 		} else {
-			trouble = append(trouble, name+" "+st)
+			trouble = append(trouble, clean(name)+" "+clean(st))
 		}
 	}
 	if len(trouble) > 0 {
@@ -326,7 +327,7 @@ func formatHealth(r health.Report, colour bool) string {
 	var pools []string
 	for _, name := range sortedNames(r.Bulkheads) {
 		s := r.Bulkheads[name]
-		p := fmt.Sprintf("%s %d/%d busy", name, s.Busy, s.Capacity)
+		p := fmt.Sprintf("%s %d/%d busy", clean(name), s.Busy, s.Capacity)
 		if s.Waiting > 0 {
 			p += fmt.Sprintf(" %d waiting", s.Waiting)
 		}
@@ -358,8 +359,16 @@ func statusColour(s health.Status) string {
 	return ansiRed
 }
 
-// oneLine keeps a reason on the event's line.
-func oneLine(s string) string {
+// clean keeps text from the broker on the event's line and away from the
+// terminal's control: control characters (escape sequences among them)
+// become spaces, and runs of white space one space.
+func clean(s string) string {
+	s = strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) {
+			return ' '
+		}
+		return r
+	}, s)
 	return strings.Join(strings.Fields(s), " ")
 }
 
