@@ -136,6 +136,7 @@ func (s *Server) Stats() Stats {
 //	GET  /admin/config   the current settings
 //	POST /admin/config   change some settings: {"failure_rate":0.5,"latency":"200ms","failure_status":500}
 //	GET  /admin/stats    requests and failures so far
+//	/admin/...           404; /admin/config with another method 405
 //	any other path       the echo: after the latency, either the injected
 //	                     failure or 200 with the request echoed as JSON
 func (s *Server) Handler() http.Handler {
@@ -150,6 +151,13 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("POST /admin/config", s.changeSettings)
 	mux.HandleFunc("GET /admin/stats", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, s.Stats())
+	})
+	mux.HandleFunc("/admin/config", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Allow", "GET, POST")
+		writeJSON(w, http.StatusMethodNotAllowed, map[string]string{"error": "use GET or POST"})
+	})
+	mux.HandleFunc("/admin/", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusNotFound, map[string]string{"error": "admin endpoints: /admin/config, /admin/stats"})
 	})
 	mux.HandleFunc("/", s.echo)
 	return mux
