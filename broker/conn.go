@@ -242,7 +242,7 @@ func (c *Conn) watch(conn *amqp.Connection, closed <-chan *amqp.Error, blocks <-
 	for {
 		select {
 		case <-c.done:
-			conn.Close()
+			c.closeConn(conn)
 			return ""
 		case b, ok := <-blocks:
 			if !ok {
@@ -257,6 +257,21 @@ func (c *Conn) watch(conn *amqp.Connection, closed <-chan *amqp.Error, blocks <-
 			return redactErr(err, c.opts.URL)
 		}
 	}
+}
+
+// closeTimeout bounds the close handshake of a connection being closed.
+const closeTimeout = 5 * time.Second
+
+// closeConn closes conn with a bounded handshake. The broker reads nothing
+// from a connection it has blocked, not even connection.close, until the
+// alarm clears (which may take hours): a blocked connection is dropped at
+// once.
+func (c *Conn) closeConn(conn *amqp.Connection) {
+	deadline := time.Now().Add(closeTimeout)
+	if c.Blocked() {
+		deadline = time.Now()
+	}
+	_ = conn.CloseDeadline(deadline)
 }
 
 func (c *Conn) setBlocked(active bool, reason string) {

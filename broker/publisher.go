@@ -145,16 +145,20 @@ func (p *Publisher) drop(cc *confirmChannel) {
 }
 
 // Close closes the publisher's channel; unconfirmed publishes resolve
-// with ErrLost.
+// with ErrLost. On a connection the broker has blocked, the channel is
+// left for the Conn's Close to end: the broker would not read the
+// channel's close until the alarm clears, and the publishes resolve when
+// the connection goes.
 func (p *Publisher) Close() {
 	p.mu.Lock()
 	cc := p.cur
 	p.cur = nil
 	p.mu.Unlock()
-	if cc != nil {
-		cc.ch.Close()
-		<-cc.finished
+	if cc == nil || p.conn.Blocked() {
+		return
 	}
+	cc.ch.Close()
+	<-cc.finished
 }
 
 // confirmChannel is one confirm-mode channel and the goroutine that
