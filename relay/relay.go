@@ -55,7 +55,9 @@ type Relay struct {
 	work      []*workQueue
 	outbound  []*outboundQueue
 	intakes   map[string]*intake
-	gates     []*gate
+
+	gatesMu sync.Mutex
+	gates   []*gate
 
 	consumeConn *broker.Conn
 	publishConn *broker.Conn
@@ -127,6 +129,17 @@ func New(cfg *config.Config, opts Options) (*Relay, error) {
 		}
 		r.bulkheads[name] = b
 	}
+	// The emitter exists from the start so that signals raised while the
+	// relay connects are kept; it publishes only once Run starts it.
+	a := cfg.Algedonic
+	em, err := algedonic.NewEmitter(algedonic.Config{
+		PainExchange: a.PainExchange, PleasureExchange: a.PleasureExchange,
+		Coalesce: a.Coalesce, Buffer: a.Buffer, Instance: cfg.Instance,
+	}, eventPublisher{r}, algedonic.WithLogger(log), algedonic.WithRegisterer(reg))
+	if err != nil {
+		return nil, err
+	}
+	r.emitter = em
 	if err := reg.Register(metrics.NewBreakerCollector(r.breakerSnapshots)); err != nil {
 		return nil, err
 	}
@@ -379,17 +392,8 @@ func (r *Relay) declareAll(conn *amqp.Connection) error {
 	return nil
 }
 
-// startSignals starts the algedonic emitter and the health monitor.
+// startSignals makes the health monitor.
 func (r *Relay) startSignals() error {
-	a := r.cfg.Algedonic
-	em, err := algedonic.NewEmitter(algedonic.Config{
-		PainExchange: a.PainExchange, PleasureExchange: a.PleasureExchange,
-		Coalesce: a.Coalesce, Buffer: a.Buffer, Instance: r.cfg.Instance,
-	}, eventPublisher{r.eventPub}, algedonic.WithLogger(r.log), algedonic.WithRegisterer(r.registry))
-	if err != nil {
-		return err
-	}
-	r.emitter = em
 	var targetBreakers []string
 	seen := map[string]bool{}
 	for _, t := range r.targets {
@@ -407,7 +411,7 @@ func (r *Relay) startSignals() error {
 		Bulkheads:      r.bulkheadStats,
 		AMQP:           r.amqpStatus,
 		TargetBreakers: targetBreakers,
-	}, em.Emit, eventPublisher{r.eventPub}, health.WithLogger(r.log), health.WithRegisterer(r.registry))
+	}, r.emitter.Emit, eventPublisher{r}, health.WithLogger(r.log), health.WithRegisterer(r.registry))
 	if err != nil {
 		return err
 	}
@@ -430,7 +434,9 @@ func (r *Relay) startConsumers() error {
 			r.intakes[b.Name()] = in
 		}
 		in.add(g)
+		r.gatesMu.Lock()
 		r.gates = append(r.gates, g)
+		r.gatesMu.Unlock()
 		if st := b.State(); st == breaker.Open {
 			g.set(holdBreaker, true)
 		}
@@ -554,11 +560,12 @@ func (r *Relay) publishReply(ctx context.Context, replyTo string, msg amqp.Publi
 }
 
 // eventPublisher publishes signals and health reports, persistent and
-// confirmed.
-type eventPublisher struct{ p *broker.Publisher }
+// confirmed, on the relay's event publisher (set by connect, before Run
+// starts the emitter and the monitor).
+type eventPublisher struct{ r *Relay }
 
 func (e eventPublisher) Publish(ctx context.Context, exchange, key string, body []byte) error {
-	return e.p.PublishAndWait(ctx, exchange, key, false, amqp.Publishing{
+	return e.r.eventPub.PublishAndWait(ctx, exchange, key, false, amqp.Publishing{
 		ContentType: "application/json", DeliveryMode: amqp.Persistent, Timestamp: time.Now(), Body: body,
 	})
 }

@@ -1,6 +1,9 @@
 package relay
 
 import (
+	"fmt"
+	"time"
+
 	"github.com/vsm-relay/relay/algedonic"
 	"github.com/vsm-relay/relay/breaker"
 	"github.com/vsm-relay/relay/broker"
@@ -8,14 +11,18 @@ import (
 	"github.com/vsm-relay/relay/health"
 )
 
-// emit sends an event once the emitter exists (signals raised while the
-// relay is still connecting are only logged).
-func (r *Relay) emit(ev algedonic.Event) {
-	if r.emitter == nil {
-		r.log.Info("signal before the emitter started", "source", ev.Source, "name", ev.Name, "event", ev.Event, "reason", ev.Reason)
-		return
+// emit hands an event to the emitter, which keeps it until the broker
+// takes it.
+func (r *Relay) emit(ev algedonic.Event) { r.emitter.Emit(ev) }
+
+// holdAll sets or clears a hold on every queue's intake.
+func (r *Relay) holdAll(hold uint8, on bool) {
+	r.gatesMu.Lock()
+	gates := append([]*gate(nil), r.gates...)
+	r.gatesMu.Unlock()
+	for _, g := range gates {
+		g.set(hold, on)
 	}
-	r.emitter.Emit(ev)
 }
 
 // breakerChanged turns breaker transitions into metrics and signals.
@@ -68,20 +75,18 @@ func (r *Relay) watchConn(c *broker.Conn) {
 		case broker.Blocked:
 			bm.Blocked.Set(1)
 			if c == r.publishConn {
-				for _, g := range r.gates {
-					g.set(holdBlocked, true)
-				}
+				r.holdAll(holdBlocked, true)
 			}
 			r.emit(algedonic.AMQPBlocked(c.Name() + " connection: " + ev.Reason))
 		case broker.Unblocked:
 			bm.Blocked.Set(0)
 			bm.BlockedSeconds.Add(ev.Downtime.Seconds())
 			if c == r.publishConn {
-				for _, g := range r.gates {
-					g.set(holdBlocked, false)
-				}
+				r.holdAll(holdBlocked, false)
 			}
-			r.emit(algedonic.AMQPRestored(ev.Downtime))
+			restored := algedonic.AMQPRestored(ev.Downtime)
+			restored.Reason = fmt.Sprintf("broker unblocked the %s connection after %s", c.Name(), ev.Downtime.Round(time.Millisecond))
+			r.emit(restored)
 		}
 	})
 }
