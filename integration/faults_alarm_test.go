@@ -51,14 +51,17 @@ func watermarkArgs(t *testing.T, path string) []string {
 	return []string{"0.4"}
 }
 
-// TestFaultsMemoryAlarm raises the broker's memory alarm for a few
-// seconds under load: the broker blocks the relay's publishing connection
-// (connection.blocked), the relay reports not ready and pain, stops
-// taking tasks, and resumes with nothing lost once the alarm clears.
+// TestFaultsMemoryAlarm raises the broker's memory alarm twice under
+// load. The first time the broker blocks the relay's publishing
+// connection (connection.blocked): the relay reports not ready and pain,
+// stops taking tasks, and resumes once the alarm clears. The second time
+// the relay is stopped while blocked: it must exit within its
+// shutdown_timeout and wind-down, not wait for the alarm to clear; a new
+// relay then finishes the work, with nothing lost.
 //
 // The alarm is the whole broker's: while it is on, every publisher on
 // this broker blocks, including other tests running at the same time. So
-// the window is kept to seconds, the watermark is restored in a cleanup
+// each window is kept to seconds, the watermark is restored in a cleanup
 // that runs even on failure, and a lock file keeps two of these from
 // overlapping.
 func TestFaultsMemoryAlarm(t *testing.T) {
@@ -68,53 +71,88 @@ func TestFaultsMemoryAlarm(t *testing.T) {
 		t.Skip(whyNot)
 	}
 	in := e.inspector()
-	ds := newDownstream(t, paced(20*time.Millisecond))
+	// 200ms a task, 10 at a time: the backlog lasts through both alarms.
+	ds := newDownstream(t, paced(200*time.Millisecond))
 	q := e.name("it.faults.alarm")
 	cfg := e.loadConfig(faultConfig{URL: ds.URL, Queues: []string{q}}.yaml())
+	cfg.ShutdownTimeout = 2 * time.Second
 	run := e.startRelay(cfg)
 	events := e.events(cfg)
-	l := e.ledger("broker memory alarm for a few seconds under load (connection.blocked)", in)
-	const n = 300
-	// Published before the alarm: publishers block while it is on.
-	l.publishNow(e.url, q, 0, n, func(i int) amqp.Publishing { return l.task(i, []byte(fmt.Sprint("task ", i))) })
+	l := e.ledger("broker memory alarm under load, twice: resumed, then stopped while blocked and restarted", in)
+	body := func(i int) amqp.Publishing { return l.task(i, []byte(fmt.Sprint("task ", i))) }
+	const n = 500
+	// Published before each alarm: publishers block while it is on.
+	l.publishNow(e.url, q, 0, n, body)
 	waitProgress(t, l, 0, 20)
 
 	alarmLock(t)
 	restoreArgs := append([]string{"set_vm_memory_high_watermark"}, watermarkArgs(t, path)...)
-	restored := false
+	on := false
 	restore := func() {
-		if !restored {
-			restored = true
+		if on {
+			on = false
 			ctl(t, path, restoreArgs...)
 		}
 	}
+	raise := func() time.Time {
+		on = true
+		ctl(t, path, "set_vm_memory_high_watermark", "0.0000001")
+		return time.Now()
+	}
 	t.Cleanup(restore)
-	raised := time.Now()
-	ctl(t, path, "set_vm_memory_high_watermark", "0.0000001")
-	eventually(t, 30*time.Second, "relay not ready while blocked", func() bool {
+	blocked := func() bool {
 		code, _ := run.get(t, "/readyz")
 		return code == http.StatusServiceUnavailable && !run.r.Ready()
-	})
+	}
+
+	raised := raise()
+	eventually(t, 30*time.Second, "relay not ready while blocked", blocked)
 	_, health := run.get(t, "/health")
 	restore()
-	t.Logf("alarm on for %s", time.Since(raised).Round(time.Millisecond))
+	t.Logf("first alarm on for %s", time.Since(raised).Round(time.Millisecond))
 	if !strings.Contains(health, `"blocked":true`) {
 		t.Errorf("/health while blocked: %s", health)
 	}
-
 	eventually(t, 30*time.Second, "relay ready after the alarm", run.r.Ready)
 	eventually(t, 30*time.Second, "amqp blocked pain and restored pleasure", func() bool {
-		var blocked, restoredEv bool
+		var blockedEv, restoredEv bool
 		for _, m := range events.all() {
-			blocked = blocked || m.RoutingKey == "amqp.broker.blocked"
+			blockedEv = blockedEv || m.RoutingKey == "amqp.broker.blocked"
 			restoredEv = restoredEv || m.RoutingKey == "amqp.broker.restored"
 		}
-		return blocked && restoredEv
+		return blockedEv && restoredEv
 	})
+	waitProgress(t, l, l.rep.count(), 20)
+
+	l.publishNow(e.url, q, n, n+100, body)
+	raised = raise()
+	eventually(t, 30*time.Second, "relay not ready while blocked again", blocked)
+	stopping := time.Now()
+	run.cancel()
+	// shutdown_timeout, then a bounded wind-down: signals are given 3s to
+	// flush, cancelled work a moment to hand its tasks back.
+	limit := cfg.ShutdownTimeout + 6*time.Second
+	select {
+	case err := <-run.done:
+		run.done <- err
+		if err != nil {
+			t.Errorf("Run returned %v", err)
+		}
+		t.Logf("stopped while blocked: Run returned after %s", time.Since(stopping).Round(time.Millisecond))
+	case <-time.After(limit):
+		restore()
+		t.Fatalf("relay stopped while the broker blocked it has not returned after %s (shutdown_timeout %s)", limit, cfg.ShutdownTimeout)
+	}
+	restore()
+	t.Logf("second alarm on for %s", time.Since(raised).Round(time.Millisecond))
+
+	run = e.startRelay(cfg)
 	tl := l.settle(90*time.Second, deadLetterQueues(cfg), settledQueues(cfg)...)
 	run.stop(t)
 	if m, _ := in.depth(q); m != 0 {
 		t.Fatalf("after stop: %d tasks left unacked in %s", m, q)
 	}
-	l.check(tl, 0)
+	// Stopping hands back the tasks in hand; those answered whose ack
+	// did not make it come again.
+	l.check(tl, cfg.Work[0].Prefetch)
 }
