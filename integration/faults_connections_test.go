@@ -250,3 +250,50 @@ func TestFaultsOneConsumerPerQueueAfterManyReconnects(t *testing.T) {
 	run.stop(t)
 	l.check(tl, cuts*cfg.AMQP.Prefetch*(len(queues)+2))
 }
+
+// TestFaultsStopWhileBrokerUnreachable stops the relay while its broker
+// cannot be reached, tasks in hand: it must return soon after
+// shutdown_timeout (their outcomes cannot be published, so they go back),
+// and a new relay finishes them once the broker is back.
+func TestFaultsStopWhileBrokerUnreachable(t *testing.T) {
+	e := newEnv(t)
+	in := e.inspector()
+	px := newFaultProxy(t, e.url)
+	ds := newDownstream(t, paced(100*time.Millisecond))
+	q := e.name("it.faults.unreachable")
+	cfg := e.loadConfig(faultConfig{URL: ds.URL, Queues: []string{q}}.yaml())
+	cfg.AMQP.URL = px.url(e.url)
+	cfg.ShutdownTimeout = time.Second
+	run := e.startRelay(cfg)
+	l := e.ledger("relay stopped while the broker is unreachable, then restarted", in)
+	l.publishNow(e.url, q, 0, 300, func(i int) amqp.Publishing { return l.task(i, []byte(fmt.Sprint("task ", i))) })
+	waitProgress(t, l, 0, 20)
+
+	px.p.Stop()
+	eventually(t, 30*time.Second, "relay notices the broker is gone", func() bool { return !run.r.Ready() })
+	stopping := time.Now()
+	run.cancel()
+	// shutdown_timeout, then a bounded wind-down (signals get 3s to flush).
+	limit := cfg.ShutdownTimeout + 6*time.Second
+	select {
+	case err := <-run.done:
+		run.done <- err
+		if err != nil {
+			t.Errorf("Run returned %v", err)
+		}
+		t.Logf("stopped while unreachable: Run returned after %s", time.Since(stopping).Round(time.Millisecond))
+	case <-time.After(limit):
+		t.Fatalf("relay stopped while the broker is unreachable has not returned after %s", limit)
+	}
+	if err := px.p.Start(); err != nil {
+		t.Fatal(err)
+	}
+
+	run = e.startRelay(cfg)
+	tl := l.settle(60*time.Second, deadLetterQueues(cfg), settledQueues(cfg)...)
+	run.stop(t)
+	if m, _ := in.depth(q); m != 0 {
+		t.Fatalf("after stop: %d tasks left unacked in %s", m, q)
+	}
+	l.check(tl, cfg.Work[0].Prefetch)
+}
