@@ -6,11 +6,12 @@ import (
 )
 
 // RedactURL hides the password of a broker URL: amqp://user:***@host/vh.
-// Text that does not parse is replaced by a fixed placeholder rather than
-// risk printing a secret.
+// Text that does not parse, or holds an "@" that did not parse as user
+// information ("amqp:user:secret@host", "user:secret@host"), is replaced
+// by a fixed placeholder rather than risk printing a secret.
 func RedactURL(raw string) string {
 	u, err := url.Parse(raw)
-	if err != nil {
+	if err != nil || u.User == nil && strings.Contains(raw, "@") {
 		return "<unparseable broker url>"
 	}
 	if u.User != nil {
