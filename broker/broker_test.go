@@ -388,3 +388,40 @@ func TestConsumerRedeclaresADeletedQueue(t *testing.T) {
 	}
 	waitFor(t, ctx, "delivery after the queue came back", func() bool { _, ok := seen.Load("after delete"); return ok })
 }
+
+// A changed prefetch must reach the running consumer: RabbitMQ applies a
+// per-consumer basic.qos only to consumers started after it.
+func TestSetPrefetchWidensTheRunningConsumer(t *testing.T) {
+	url := testbroker.URL(t)
+	q := testbroker.Unique("relay.test.prefetch")
+	testbroker.CleanupQueues(t, url, q)
+	c := dialTest(t, url, declareQueues(q))
+	pub := c.NewPublisher()
+	defer pub.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	for i := 0; i < 30; i++ {
+		if err := pub.PublishAndWait(ctx, "", q, true, amqp.Publishing{Body: []byte(fmt.Sprint(i))}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var mu sync.Mutex
+	var held []Delivery // never acked during the test: only the prefetch bounds them
+	cons, err := c.Consume(ConsumerOptions{Queue: q, Prefetch: 2}, func(d Delivery) {
+		mu.Lock()
+		held = append(held, d)
+		mu.Unlock()
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cons.Close()
+	inHand := func() int { mu.Lock(); defer mu.Unlock(); return len(held) }
+	waitFor(t, ctx, "2 in hand", func() bool { return inHand() == 2 })
+	time.Sleep(200 * time.Millisecond)
+	if n := inHand(); n != 2 {
+		t.Fatalf("prefetch 2 but %d deliveries in hand", n)
+	}
+	cons.SetPrefetch(10)
+	waitFor(t, ctx, "the wider prefetch applied", func() bool { return inHand() >= 10 })
+}

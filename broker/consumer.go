@@ -110,7 +110,9 @@ func (cs *Consumer) Pause() { cs.set(func() { cs.paused = true }) }
 func (cs *Consumer) Resume() { cs.set(func() { cs.paused = false }) }
 
 // SetPrefetch changes how many unacked deliveries the broker lets this
-// consumer hold; it applies to deliveries sent from now on.
+// consumer hold. RabbitMQ applies a per-consumer limit only to consumers
+// started after it, so a consuming Consumer cancels, drains what it was
+// sent, and consumes again under the new limit.
 func (cs *Consumer) SetPrefetch(n int) {
 	if n <= 0 {
 		n = 1
@@ -231,7 +233,10 @@ func (cs *Consumer) serve(ch *amqp.Channel) error {
 		paused, prefetch := cs.paused, cs.prefetch
 		cs.mu.Unlock()
 
-		if prefetch != appliedPrefetch {
+		// RabbitMQ applies a per-consumer basic.qos only to consumers
+		// started after it, so a new prefetch is set between consumers:
+		// cancel, drain what was sent, then consume again under it.
+		if deliveries == nil && prefetch != appliedPrefetch {
 			if err := ch.Qos(prefetch, 0, false); err != nil {
 				return fmt.Errorf("setting prefetch %d: %w", prefetch, err)
 			}
@@ -249,7 +254,7 @@ func (cs *Consumer) serve(ch *amqp.Channel) error {
 			cs.active = true
 			cs.mu.Unlock()
 		}
-		if paused && tag != "" {
+		if tag != "" && (paused || prefetch != appliedPrefetch) {
 			// Synchronous cancel: deliveries sent before cancel-ok still
 			// reach us and are drained below; none come after.
 			if err := ch.Cancel(tag, false); err != nil {

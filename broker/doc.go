@@ -26,7 +26,8 @@
 // Pause cancels the consumer (messages stay in the broker; deliveries in
 // hand stay unacked and may still be acked or requeued), Resume consumes
 // again, SetPrefetch changes the window (the relay narrows it to a few
-// probe tasks while a breaker is half-open). A delivery acked after its
+// probe tasks while a breaker is half-open, and widens it again when the
+// breaker closes; the consumer re-consumes so the broker applies it). A delivery acked after its
 // channel died reports ErrStale: the broker has already requeued it.
 //
 // # Publishers
