@@ -27,8 +27,9 @@
 // hand stay unacked and may still be acked or requeued), Resume consumes
 // again, SetPrefetch changes the window (the relay narrows it to a few
 // probe tasks while a breaker is half-open, and widens it again when the
-// breaker closes; the consumer re-consumes so the broker applies it). A delivery acked after its
-// channel died reports ErrStale: the broker has already requeued it.
+// breaker closes; the consumer re-consumes so the broker applies it). A
+// delivery acked after its channel died reports ErrStale: the broker has
+// already requeued it.
 //
 // # Publishers
 //

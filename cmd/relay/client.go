@@ -3,8 +3,6 @@ package main
 import (
 	"context"
 	"crypto/rand"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/hex"
 	"fmt"
 	"os"
@@ -62,7 +60,7 @@ func brokerURL(flag string, cfg *config.Config) string {
 // itself like the relay's, but the commands treat a loss as the end of
 // what they were doing: an exclusive queue dies with its connection.
 func dial(ctx context.Context, f *clientFlags, cfg *config.Config, role string) (*broker.Conn, error) {
-	tc, err := tlsConfig(cfg.AMQP.TLS)
+	tc, err := cfg.AMQP.TLS.ClientConfig()
 	if err != nil {
 		return nil, exitCode(2, err)
 	}
@@ -82,31 +80,6 @@ func dial(ctx context.Context, f *clientFlags, cfg *config.Config, role string) 
 		return nil, exitCode(1, err)
 	}
 	return conn, nil
-}
-
-// tlsConfig builds the TLS settings for amqps:// URLs from amqp.tls, as
-// the relay does.
-func tlsConfig(t config.TLS) (*tls.Config, error) {
-	conf := &tls.Config{ServerName: t.ServerName, InsecureSkipVerify: t.InsecureSkipVerify, MinVersion: tls.VersionTLS12}
-	if t.CAFile != "" {
-		pem, err := os.ReadFile(t.CAFile)
-		if err != nil {
-			return nil, fmt.Errorf("amqp.tls.ca_file: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("amqp.tls.ca_file: no certificate found in %s", t.CAFile)
-		}
-		conf.RootCAs = pool
-	}
-	if t.CertFile != "" {
-		cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
-		if err != nil {
-			return nil, fmt.Errorf("amqp.tls.cert_file: %w", err)
-		}
-		conf.Certificates = []tls.Certificate{cert}
-	}
-	return conf, nil
 }
 
 // randomID returns 32 hex digits from the system's random source.

@@ -277,13 +277,13 @@ func TestTLSConfigNamesTheBadKey(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := tlsConfig(tt.tls)
+			_, err := tt.tls.ClientConfig()
 			if err == nil || !strings.HasPrefix(err.Error(), tt.want) {
 				t.Fatalf("tlsConfig error = %v, want prefix %q", err, tt.want)
 			}
 		})
 	}
-	conf, err := tlsConfig(config.TLS{ServerName: "broker.example", InsecureSkipVerify: true})
+	conf, err := config.TLS{ServerName: "broker.example", InsecureSkipVerify: true}.ClientConfig()
 	if err != nil || conf.ServerName != "broker.example" || !conf.InsecureSkipVerify {
 		t.Fatalf("tlsConfig = %+v, %v", conf, err)
 	}
