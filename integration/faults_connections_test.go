@@ -38,35 +38,39 @@ func TestFaultsConnectionsCut(t *testing.T) {
 	l := e.ledger("broker connections cut mid-stream (3 TCP cuts, 2 broker-side closes)", in)
 	body := func(i int) amqp.Publishing { return l.task(i, []byte(fmt.Sprint("task ", i))) }
 
-	const perPhase = 250
-	wait := l.publishInBackground(e.url, q, 0, perPhase, 10*time.Millisecond, body)
+	// Tasks keep coming from a publisher of their own through every
+	// fault; on top, each fault strikes with a backlog in hand.
+	wait := l.publishInBackground(e.url, q, 100000, 100300, 20*time.Millisecond, body)
+	next := 0
+	l.backlog(e.url, q, &next, 100, 150, body)
 	seen := waitProgress(t, l, 0, 20)
 	cuts := 0
 	for range 3 {
+		l.backlog(e.url, q, &next, 100, 150, body)
 		px.cut(300 * time.Millisecond)
 		cuts++
 		eventually(t, 30*time.Second, "relay ready after a cut", run.r.Ready)
 		seen = waitProgress(t, l, seen, 20)
 	}
-	if err := wait(); err != nil {
-		t.Fatal(err)
-	}
 
 	if path, whyNot := rabbitmqctl(t, e.url); path == "" {
 		t.Logf("broker-side closes skipped: %s", whyNot)
 	} else {
-		wait = l.publishInBackground(e.url, q, perPhase, 2*perPhase, 10*time.Millisecond, body)
 		for range 2 {
-			seen = waitProgress(t, l, seen, 20)
+			eventually(t, 30*time.Second, "the broker lists the relay's two connections", func() bool {
+				return len(brokerConnections(t, path, relayConnPrefix(e))) == 2
+			})
+			l.backlog(e.url, q, &next, 100, 150, body)
 			if n := closeBrokerConnections(t, path, relayConnPrefix(e)); n != 2 {
 				t.Fatalf("closed %d relay connections, want 2 (publish and consume)", n)
 			}
 			cuts++
 			eventually(t, 30*time.Second, "relay ready after close_connection", run.r.Ready)
+			seen = waitProgress(t, l, seen, 20)
 		}
-		if err := wait(); err != nil {
-			t.Fatal(err)
-		}
+	}
+	if err := wait(); err != nil {
+		t.Fatal(err)
 	}
 
 	l.settle(90*time.Second, deadLetterQueues(cfg), settledQueues(cfg)...)
@@ -119,7 +123,9 @@ func TestFaultsSlowBrokerLinkAndResetWhileUnconfirmed(t *testing.T) {
 	l.publishNow(e.url, q, n1, n1+n2, body)
 	seen := waitProgress(t, l, l.rep.count(), 10)
 	resets := 0
+	next := n1 + n2
 	for range 2 {
+		l.backlog(e.url, q, &next, 40, 60, body)
 		reset := px.toxic(`{"name":"reset","type":"reset_peer","stream":"downstream","attributes":{"timeout":0}}`)
 		eventually(t, 30*time.Second, "relay notices the reset", func() bool { return !run.r.Ready() })
 		px.remove(reset)
@@ -132,8 +138,7 @@ func TestFaultsSlowBrokerLinkAndResetWhileUnconfirmed(t *testing.T) {
 	// A black hole: the link stays open but nothing gets through, no
 	// reset, no FIN. Only heartbeats can tell; the relay must not wait
 	// for confirms forever.
-	const n3 = 100
-	l.publishNow(e.url, q, n1+n2, n1+n2+n3, body)
+	l.backlog(e.url, q, &next, 100, 100, body)
 	seen = waitProgress(t, l, seen, 10)
 	hole := []string{
 		px.toxic(`{"name":"hole_down","type":"timeout","stream":"downstream","attributes":{"timeout":0}}`),
@@ -244,8 +249,17 @@ func TestFaultsOneConsumerPerQueueAfterManyReconnects(t *testing.T) {
 	}
 	if path, whyNot := rabbitmqctl(t, e.url); path == "" {
 		t.Logf("connection count skipped: %s", whyNot)
-	} else if conns := brokerConnections(t, path, relayConnPrefix(e)); len(conns) != 2 {
-		t.Fatalf("broker shows %d relay connections after %d reconnects, want 2: %v", len(conns), cuts, conns)
+	} else {
+		var conns []string
+		eventually(t, 30*time.Second, "the broker lists the relay's two connections", func() bool {
+			conns = brokerConnections(t, path, relayConnPrefix(e))
+			return len(conns) == 2
+		})
+		// And it stays two: no leaked connection shows up late.
+		time.Sleep(time.Second)
+		if conns = brokerConnections(t, path, relayConnPrefix(e)); len(conns) != 2 {
+			t.Fatalf("broker shows %d relay connections after %d reconnects, want 2: %v", len(conns), cuts, conns)
+		}
 	}
 	run.stop(t)
 	l.check(tl, cuts*cfg.AMQP.Prefetch*(len(queues)+2))

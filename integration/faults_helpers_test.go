@@ -325,6 +325,18 @@ func (l *ledger) publishNow(brokerURL, queue string, from, to int, mk func(i int
 	}
 }
 
+// backlog publishes batch more tasks to queue, numbered from *next, when
+// fewer than min tasks are without an outcome, so that a fault always
+// strikes with work in hand.
+func (l *ledger) backlog(brokerURL, queue string, next *int, min, batch int, mk func(i int) amqp.Publishing) {
+	l.t.Helper()
+	if l.tally().Lost >= min {
+		return
+	}
+	l.publishNow(brokerURL, queue, *next, *next+batch, mk)
+	*next += batch
+}
+
 // publishInBackground publishes tasks paced over time while the test
 // injects faults; wait returns the publisher's error.
 func (l *ledger) publishInBackground(brokerURL, queue string, from, to int, pace time.Duration, mk func(i int) amqp.Publishing) (wait func() error) {
