@@ -33,6 +33,7 @@ type harness struct {
 	hz     int64
 
 	tmp      string
+	source   string // what the relay was built from
 	relayBin string
 	profBin  string
 	plainBin string
@@ -65,8 +66,16 @@ func (h *harness) prepare(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
+		h.source = describeSource(ctx, dir, h.o.rev)
+		if h.o.rev != "" {
+			src := filepath.Join(tmp, "src")
+			if err := exportRevision(ctx, dir, h.o.rev, src); err != nil {
+				return err
+			}
+			dir = src
+		}
 		h.relayBin = filepath.Join(tmp, "relay")
-		h.logf("building the relay")
+		h.logf("building the relay from %s", h.source)
 		if err := goBuild(ctx, dir, h.relayBin, "./cmd/relay"); err != nil {
 			return err
 		}
@@ -79,7 +88,7 @@ func (h *harness) prepare(ctx context.Context) error {
 	if err := goBuild(ctx, dir, h.plainBin, "./cmd/plainloop"); err != nil {
 		return err
 	}
-	if h.o.cpuprofile != "" {
+	if h.o.profile != "" {
 		h.profBin = filepath.Join(tmp, "relayprof")
 		if err := goBuild(ctx, dir, h.profBin, "./cmd/relayprof"); err != nil {
 			return err
@@ -87,6 +96,58 @@ func (h *harness) prepare(ctx context.Context) error {
 	}
 	h.topo.TrackExchange(h.name("pain"), h.name("pleasure"), h.name("health"))
 	return nil
+}
+
+// exportRevision writes the files of rev in the repository at dir into
+// dst, leaving the repository and its working tree untouched.
+func exportRevision(ctx context.Context, dir, rev, dst string) error {
+	if err := os.MkdirAll(dst, 0o755); err != nil {
+		return err
+	}
+	archive := exec.CommandContext(ctx, "git", "-C", dir, "archive", "--format=tar", rev)
+	extract := exec.CommandContext(ctx, "tar", "-x", "-C", dst)
+	pipe, err := archive.StdoutPipe()
+	if err != nil {
+		return err
+	}
+	extract.Stdin = pipe
+	var archErr, extErr bytes.Buffer
+	archive.Stderr, extract.Stderr = &archErr, &extErr
+	if err := extract.Start(); err != nil {
+		return err
+	}
+	if err := archive.Run(); err != nil {
+		_ = extract.Wait()
+		return fmt.Errorf("git archive %s: %w: %s", rev, err, strings.TrimSpace(archErr.String()))
+	}
+	if err := extract.Wait(); err != nil {
+		return fmt.Errorf("extracting %s: %w: %s", rev, err, strings.TrimSpace(extErr.String()))
+	}
+	return nil
+}
+
+// describeSource names the commit the relay is built from (rev, or the
+// working tree's HEAD when rev is empty) and, for the working tree,
+// whether uncommitted edits of the relay (outside bench/) are in the
+// build.
+func describeSource(ctx context.Context, dir, rev string) string {
+	working := rev == ""
+	if working {
+		rev = "HEAD"
+	}
+	out, err := exec.CommandContext(ctx, "git", "-C", dir, "rev-parse", "--short", rev+"^{commit}").Output()
+	if err != nil {
+		return "an unknown revision"
+	}
+	desc := "commit " + strings.TrimSpace(string(out))
+	if !working {
+		return desc
+	}
+	dirty, err := exec.CommandContext(ctx, "git", "-C", dir, "status", "--porcelain", "--", ".", ":(exclude)bench").Output()
+	if err == nil && len(bytes.TrimSpace(dirty)) > 0 {
+		desc += " with uncommitted edits"
+	}
+	return desc
 }
 
 func goBuild(ctx context.Context, dir, out, pkg string) error {
@@ -108,18 +169,17 @@ func (h *harness) baseConfig() relayproc.Config {
 }
 
 // startRelay writes c to a file and runs the relay on it (under
-// relayprof when profile is set).
-func (h *harness) startRelay(ctx context.Context, c relayproc.Config, file string, profile bool) (*relayproc.Process, error) {
+// relayprof when -profile is set, its profiles named after file).
+func (h *harness) startRelay(ctx context.Context, c relayproc.Config, file string) (*relayproc.Process, error) {
 	path := filepath.Join(h.tmp, file)
 	if err := os.WriteFile(path, c.YAML(), 0o600); err != nil {
 		return nil, err
 	}
 	bin, args := h.relayBin, []string{"run", "--config", path, "--log-format", "json"}
-	if profile {
-		bin, args = h.profBin, []string{"--config", path, "--cpuprofile", h.o.cpuprofile}
-		if h.o.memprofile != "" {
-			args = append(args, "--memprofile", h.o.memprofile)
-		}
+	if h.o.profile != "" {
+		stem := filepath.Join(h.o.profile, strings.TrimSuffix(file, ".yaml"))
+		bin, args = h.profBin, []string{"--config", path, "--cpuprofile", stem + ".cpu.pprof",
+			"--allocsprofile", stem + ".allocs.pprof", "--heapprofile", stem + ".heap.pprof"}
 	}
 	return h.start(ctx, bin, args, relayproc.ParseRunning)
 }
@@ -191,7 +251,7 @@ func (h *harness) work(ctx context.Context, rep *Report) error {
 	c.WorkQueue, c.TargetURL, c.Redelivery = relayQ, echo.URL(), []time.Duration{redelivery}
 	c.Concurrency, c.Bulkhead = h.o.workers, h.o.bulkhead
 	h.logf("starting the relay and the plain loop for the work path")
-	proc, err := h.startRelay(ctx, c, "work.yaml", h.o.cpuprofile != "")
+	proc, err := h.startRelay(ctx, c, "work.yaml")
 	if err != nil {
 		return err
 	}
@@ -336,7 +396,7 @@ func (h *harness) outbound(ctx context.Context, rep *Report) error {
 			var proc *relayproc.Process
 			rate, err := h.drain(ctx, depth, func() error {
 				var err error
-				proc, err = h.startRelay(ctx, c, "outbound.yaml", false)
+				proc, err = h.startRelay(ctx, c, fmt.Sprintf("outbound-%d.yaml", i+1))
 				return err
 			})
 			if err != nil {

@@ -56,12 +56,12 @@ type options struct {
 	messages         int
 	outboundPrefetch int
 	relayBin         string
+	rev              string
 	only             string
 	shovel           bool
 	write            bool
 	out              string
-	cpuprofile       string
-	memprofile       string
+	profile          string
 	verbose          bool
 }
 
@@ -78,15 +78,15 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&o.workers, "workers", 32, "work path: plain-loop workers and the relay target's concurrency")
 	fs.IntVar(&o.bulkhead, "bulkhead", 64, "work path: size of the relay target's bulkhead")
 	fs.IntVar(&o.body, "body", 256, "message body in bytes")
-	fs.IntVar(&o.messages, "messages", 40000, "outbound path: messages per drain")
+	fs.IntVar(&o.messages, "messages", 30000, "outbound path: messages per drain")
 	fs.IntVar(&o.outboundPrefetch, "outbound-prefetch", 1000, "outbound path: prefetch of the relay (and its bulkhead) and the shovel")
 	fs.StringVar(&o.relayBin, "relay", "", "relay binary to measure (default: build ./cmd/relay of the relay module)")
+	fs.StringVar(&o.rev, "rev", "", "build the relay from this git revision instead of the working tree (uncommitted edits left out)")
 	fs.StringVar(&o.only, "only", "", "run only the work or the outbound path")
 	fs.BoolVar(&o.shovel, "shovel", true, "measure the shovel (enables the rabbitmq_shovel plugin if needed)")
 	fs.BoolVar(&o.write, "write", false, "refresh the throughput section of BENCHMARKS.md")
 	fs.StringVar(&o.out, "out", "", "file -write refreshes (default: BENCHMARKS.md of the relay module)")
-	fs.StringVar(&o.cpuprofile, "cpuprofile", "", "run the work path's relay under cmd/relayprof and write its CPU profile here")
-	fs.StringVar(&o.memprofile, "memprofile", "", "with -cpuprofile, also write the relay's allocation profile here")
+	fs.StringVar(&o.profile, "profile", "", "run the relay under cmd/relayprof and write its CPU, allocation and heap profiles into this directory")
 	fs.BoolVar(&o.verbose, "v", false, "log progress")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -144,23 +144,22 @@ func (o *options) validate() error {
 		return errors.New("-inflight, -prefetch, -workers, -bulkhead and -body must be at least 1")
 	case o.messages < 100 || o.outboundPrefetch < 1:
 		return errors.New("-messages must be at least 100 and -outbound-prefetch at least 1")
+	case o.rev != "" && o.relayBin != "":
+		return errors.New("-rev and -relay exclude each other")
+	case o.rev != "" && strings.HasPrefix(o.rev, "-"):
+		return fmt.Errorf("-rev: %q is not a revision", o.rev)
 	case o.only != "" && o.only != "work" && o.only != "outbound":
 		return fmt.Errorf("-only: want work or outbound, not %q", o.only)
-	case o.cpuprofile != "" && o.only == "outbound":
-		return errors.New("-cpuprofile profiles the work path; drop -only outbound")
 	}
-	if o.memprofile != "" && o.cpuprofile == "" {
-		return errors.New("-memprofile needs -cpuprofile")
-	}
-	for _, p := range []*string{&o.cpuprofile, &o.memprofile} {
-		if *p == "" {
-			continue
-		}
-		abs, err := filepath.Abs(*p)
+	if o.profile != "" {
+		abs, err := filepath.Abs(o.profile)
 		if err != nil {
 			return err
 		}
-		*p = abs
+		if err := os.MkdirAll(abs, 0o755); err != nil {
+			return fmt.Errorf("-profile: %w", err)
+		}
+		o.profile = abs
 	}
 	return nil
 }
@@ -208,12 +207,13 @@ func measure(ctx context.Context, o options, stderr io.Writer) (rep *Report, err
 	if err := h.prepare(ctx); err != nil {
 		return rep, err
 	}
+	rep.Relay = h.source
 	if o.only != "outbound" {
 		if err := h.work(ctx, rep); err != nil {
 			return rep, fmt.Errorf("work path: %w", err)
 		}
 	}
-	if o.only != "work" && o.cpuprofile == "" {
+	if o.only != "work" {
 		if err := h.outbound(ctx, rep); err != nil {
 			return rep, fmt.Errorf("outbound path: %w", err)
 		}

@@ -53,6 +53,7 @@ type Settings struct {
 type Report struct {
 	When     time.Time
 	Command  string
+	Relay    string // what the measured relay was built from
 	Machine  Machine
 	Settings Settings
 
@@ -194,6 +195,9 @@ func (r *Report) Markdown() string {
 	p("Measured %s.", r.When.UTC().Format("2006-01-02 15:04 UTC"))
 	p("")
 	p("- Command: `%s`", r.Command)
+	if r.Relay != "" {
+		p("- Relay: `./cmd/relay` built from %s", r.Relay)
+	}
 	p("- Machine: %s, %d cores (GOMAXPROCS %d); `%s`; RabbitMQ %s (%s) on the same host", r.Machine.CPU, r.Machine.Cores, r.Machine.GOMAXPROCS, r.Machine.Go, r.Machine.RabbitMQ, r.Machine.Erlang)
 	p("- Load: %d-byte persistent messages published with confirms; %d rounds, each %s of warm-up then a %s measured window per implementation", s.BodyBytes, s.Rounds, s.Warmup, s.Duration)
 	p("- Work path: %d tasks kept outstanding; prefetch %d; the relay with target concurrency %d and a bulkhead of %d, the plain loop with %d workers", s.InFlight, s.Prefetch, s.Workers, s.Bulkhead, s.Workers)

@@ -12,6 +12,7 @@ func sampleReport() *Report {
 	return &Report{
 		When:    time.Date(2026, 11, 29, 15, 0, 0, 0, time.UTC),
 		Command: "cd bench && go run ./cmd/throughput -write",
+		Relay:   "commit 1a2b3c4",
 		Machine: Machine{CPU: "AMD EPYC", Cores: 2, GOMAXPROCS: 2, Go: "go version go1.26.8 linux/amd64", RabbitMQ: "3.10.8", Erlang: "Erlang/OTP 25.2.3"},
 		Settings: Settings{Rounds: 3, Warmup: 2 * time.Second, Duration: 8 * time.Second, BodyBytes: 256, InFlight: 128,
 			Prefetch: 64, Workers: 32, Bulkhead: 64, Messages: 40000, OutboundPrefetch: 1000},
@@ -67,6 +68,7 @@ func TestMarkdown(t *testing.T) {
 	for _, want := range []string{
 		"Measured 2026-11-29 15:00 UTC.\n",
 		"- Command: `cd bench && go run ./cmd/throughput -write`\n",
+		"- Relay: `./cmd/relay` built from commit 1a2b3c4\n",
 		"- Machine: AMD EPYC, 2 cores (GOMAXPROCS 2); `go version go1.26.8 linux/amd64`; RabbitMQ 3.10.8 (Erlang/OTP 25.2.3) on the same host\n",
 		"| 1 | relay, plain | 3,600 | 3,000 | 1.20x | 30.0 ms / 60.0 ms | 40.0 ms / 80.0 ms | 1.50 / 1.10 |\n",
 		"| 2 | plain, relay | 3,000 | 3,000 | 1.00x | 35.0 ms / 70.0 ms | 41.0 ms / 90.0 ms | 1.70 / 0.00 |\n",
@@ -160,7 +162,8 @@ func TestOptionsValidate(t *testing.T) {
 		{"no window", func(o *options) { o.duration = 0 }},
 		{"too few messages", func(o *options) { o.messages = 10 }},
 		{"unknown path", func(o *options) { o.only = "both" }},
-		{"profile without work", func(o *options) { o.only, o.cpuprofile = "outbound", "cpu.out" }},
+		{"revision and binary", func(o *options) { o.rev, o.relayBin = "HEAD", "relay" }},
+		{"revision like a flag", func(o *options) { o.rev = "--output=x" }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
