@@ -316,7 +316,6 @@ func TestPoolRejectionsCoalescedIntoCountedPain(t *testing.T) {
 func TestSignalsRaisedWhileBrokerCutArriveAfterItReturns(t *testing.T) {
 	start := time.Now()
 	e := newEnv(t)
-	var fails atomic.Int64
 	ds := newDownstream(t, echo)
 	q := e.name("it.sig.cut")
 	proxy := newGateProxy(t, e.url)
@@ -358,20 +357,27 @@ func TestSignalsRaisedWhileBrokerCutArriveAfterItReturns(t *testing.T) {
 		t.Fatalf("/health while cut: %d %s amqp %+v", code, h.Overall, h.AMQP)
 	}
 
-	// The consume connection still delivers: the downstream fails and the
-	// breaker opens while nothing can be published.
-	ds.set(failing(&fails))
+	// Nothing is taken while nothing could be answered: tasks published
+	// during the cut wait in the broker, with no consumer on their queue.
 	const n = 10
 	e.publishMany(q, n, tasksFor(rep))
+	eventually(t, 15*time.Second, "intake held while the publish connection is down", func() bool {
+		msgs, consumers := e.depth(q)
+		return msgs == n && consumers == 0
+	})
+	if hits := ds.hits.Load(); hits != 0 {
+		t.Fatalf("the downstream was called %d times while no answer could be published", hits)
+	}
+	// An operator opens the breaker while cut: its pain waits for the
+	// broker with the loss and the unhealthy health.
 	b := run.r.Breaker("downstream")
-	eventually(t, 15*time.Second, "breaker open while cut", func() bool { return b.State().String() == "open" })
+	b.ForceOpen()
 	if v := scrape(t, run).get(t, "relay_algedonic_pending"); v < 3 {
 		t.Errorf("relay_algedonic_pending = %v while cut, want at least lost, unhealthy and open", v)
 	}
 	if c := ev.count(); c != 0 {
 		t.Fatalf("%d events arrived while the publish connection was cut", c)
 	}
-	ds.set(echo)
 	releasedAt := time.Now()
 	t.Logf("breaker open and %d events pending %s after the cut", int(scrape(t, run).get(t, "relay_algedonic_pending")), releasedAt.Sub(cutAt).Round(time.Millisecond))
 	proxy.release()
@@ -385,6 +391,7 @@ func TestSignalsRaisedWhileBrokerCutArriveAfterItReturns(t *testing.T) {
 		}
 		return false
 	})
+	b.Reset() // closes it: pleasure, and intake resumes
 	allAnswered(t, rep, n)
 	eventually(t, 15*time.Second, "breaker closed", func() bool { return b.State().String() == "closed" })
 	eventually(t, 10*time.Second, "the last health event is healthy", healthyAgain(ev))

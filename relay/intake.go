@@ -9,8 +9,11 @@ import (
 
 // Reasons a consumer's intake is held. Intake runs only while none holds.
 const (
-	holdBreaker uint8 = 1 << iota // its breaker is open
-	holdBlocked                   // the broker blocked our publishing
+	holdBreaker     uint8 = 1 << iota // its breaker is open
+	holdBlocked                       // the broker blocked the relay's publishing connection
+	holdDown                          // the relay's publishing connection is down
+	holdDestBlocked                   // the broker blocked an outbound destination connection
+	holdDestDown                      // an outbound destination connection is down
 )
 
 // consumer is what a gate drives (a *broker.Consumer).

@@ -56,8 +56,12 @@ type Relay struct {
 	outbound  []*outboundQueue
 	intakes   map[string]*intake
 
-	gatesMu sync.Mutex
-	gates   []*gate
+	// gatesMu guards connGates: the gates each publishing connection
+	// holds while it is down or blocked (a task taken then could not be
+	// answered, and would only come back as a duplicate).
+	gatesMu   sync.Mutex
+	connGates map[*broker.Conn][]*gate
+	connHolds map[*broker.Conn]connHold
 
 	consumeConn *broker.Conn
 	publishConn *broker.Conn
@@ -109,6 +113,8 @@ func New(cfg *config.Config, opts Options) (*Relay, error) {
 		bulkheads: map[string]*bulkhead.Bulkhead{},
 		targets:   map[string]*target{},
 		intakes:   map[string]*intake{},
+		connGates: map[*broker.Conn][]*gate{},
+		connHolds: map[*broker.Conn]connHold{},
 		stopping:  make(chan struct{}),
 	}
 	r.softCtx, r.softCancel = context.WithCancel(context.Background())
@@ -333,12 +339,12 @@ func (r *Relay) connect(ctx context.Context) error {
 	if r.publishConn, err = broker.Dial(ctx, pubOpts); err != nil {
 		return err
 	}
-	r.watchConn(r.publishConn)
+	r.watchConn(r.publishConn, connHold{blocked: holdBlocked, down: holdDown})
 	consOpts, _ := r.connOptions("consume", r.cfg.AMQP.URL, r.declareAll)
 	if r.consumeConn, err = broker.Dial(ctx, consOpts); err != nil {
 		return err
 	}
-	r.watchConn(r.consumeConn)
+	r.watchConn(r.consumeConn, connHold{})
 	r.pub = r.publishConn.NewPublisher()
 	r.eventPub = r.publishConn.NewPublisher()
 	for _, o := range r.outbound {
@@ -356,7 +362,7 @@ func (r *Relay) connect(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("outbound %s destination: %w", o.queue, err)
 		}
-		r.watchConn(dest)
+		r.watchConn(dest, connHold{blocked: holdDestBlocked, down: holdDestDown})
 		r.destConns = append(r.destConns, dest)
 		o.dest = dest
 		o.pub = dest.NewPublisher()
@@ -422,7 +428,7 @@ func (r *Relay) startSignals() error {
 // startConsumers starts one consumer per queue, each behind a gate that
 // its breaker's intake and the broker's flow control drive.
 func (r *Relay) startConsumers() error {
-	add := func(queue string, prefetch int, b *breaker.Breaker, h broker.Handler) (*broker.Consumer, error) {
+	add := func(queue string, prefetch int, b *breaker.Breaker, h broker.Handler, publishers ...*broker.Conn) (*broker.Consumer, error) {
 		c, err := r.consumeConn.Consume(broker.ConsumerOptions{Queue: queue, Prefetch: prefetch}, h)
 		if err != nil {
 			return nil, err
@@ -434,26 +440,27 @@ func (r *Relay) startConsumers() error {
 			r.intakes[b.Name()] = in
 		}
 		in.add(g)
-		r.gatesMu.Lock()
-		r.gates = append(r.gates, g)
-		r.gatesMu.Unlock()
 		if st := b.State(); st == breaker.Open {
 			g.set(holdBreaker, true)
 		}
-		if r.publishConn.Blocked() {
-			g.set(holdBlocked, true)
+		for _, pc := range publishers {
+			r.holdWith(pc, g)
 		}
 		return c, nil
 	}
 	for _, w := range r.work {
-		c, err := add(w.queue, w.prefetch, w.target.breaker, w.onDelivery)
+		c, err := add(w.queue, w.prefetch, w.target.breaker, w.onDelivery, r.publishConn)
 		if err != nil {
 			return err
 		}
 		w.consumer = c
 	}
 	for _, o := range r.outbound {
-		c, err := add(o.queue, o.prefetch, o.breaker, o.onDelivery)
+		publishers := []*broker.Conn{r.publishConn}
+		if o.dest != nil {
+			publishers = append(publishers, o.dest)
+		}
+		c, err := add(o.queue, o.prefetch, o.breaker, o.onDelivery, publishers...)
 		if err != nil {
 			return err
 		}

@@ -15,16 +15,6 @@ import (
 // takes it.
 func (r *Relay) emit(ev algedonic.Event) { r.emitter.Emit(ev) }
 
-// holdAll sets or clears a hold on every queue's intake.
-func (r *Relay) holdAll(hold uint8, on bool) {
-	r.gatesMu.Lock()
-	gates := append([]*gate(nil), r.gates...)
-	r.gatesMu.Unlock()
-	for _, g := range gates {
-		g.set(hold, on)
-	}
-}
-
 // breakerChanged turns breaker transitions into metrics and signals.
 func (r *Relay) breakerChanged(t breaker.Transition) {
 	r.metrics.BreakerTransition(t.Breaker, t.From.String(), t.To.String())
@@ -56,34 +46,67 @@ func (r *Relay) deadLettered(queue, reason string) {
 	r.emit(algedonic.DeadLettered(queue, reason))
 }
 
+// connHold names the holds a publishing connection puts on intake.
+type connHold struct{ blocked, down uint8 }
+
+// holdWith makes g held while pc is down or blocked, starting from pc's
+// state now. Registering before reading the state means no event is
+// missed: one that comes after the read applies on top of it.
+func (r *Relay) holdWith(pc *broker.Conn, g *gate) {
+	r.gatesMu.Lock()
+	r.connGates[pc] = append(r.connGates[pc], g)
+	h := r.connHolds[pc]
+	r.gatesMu.Unlock()
+	if h.down != 0 && !pc.Connected() {
+		g.set(h.down, true)
+	}
+	if h.blocked != 0 && pc.Blocked() {
+		g.set(h.blocked, true)
+	}
+}
+
+// hold sets or clears a hold on the gates of the queues c publishes for.
+func (r *Relay) hold(c *broker.Conn, hold uint8, on bool) {
+	if hold == 0 {
+		return
+	}
+	r.gatesMu.Lock()
+	gates := append([]*gate(nil), r.connGates[c]...)
+	r.gatesMu.Unlock()
+	for _, g := range gates {
+		g.set(hold, on)
+	}
+}
+
 // watchConn turns connection events into intake holds, metrics and
 // signals.
-func (r *Relay) watchConn(c *broker.Conn) {
+func (r *Relay) watchConn(c *broker.Conn, h connHold) {
+	r.gatesMu.Lock()
+	r.connHolds[c] = h
+	r.gatesMu.Unlock()
 	bm := r.metrics.Broker(c.Name())
 	bm.Connected.Set(1)
 	c.OnEvent(func(ev broker.Event) {
 		switch ev.Kind {
 		case broker.Connected:
 			bm.Connected.Set(1)
+			r.hold(c, h.down, false)
 			if ev.Downtime > 0 {
 				bm.Reconnects.Inc()
 				r.emit(algedonic.AMQPRestored(ev.Downtime))
 			}
 		case broker.Lost:
 			bm.Connected.Set(0)
+			r.hold(c, h.down, true)
 			r.emit(algedonic.AMQPLost(c.Name() + " connection: " + ev.Reason))
 		case broker.Blocked:
 			bm.Blocked.Set(1)
-			if c == r.publishConn {
-				r.holdAll(holdBlocked, true)
-			}
+			r.hold(c, h.blocked, true)
 			r.emit(algedonic.AMQPBlocked(c.Name() + " connection: " + ev.Reason))
 		case broker.Unblocked:
 			bm.Blocked.Set(0)
 			bm.BlockedSeconds.Add(ev.Downtime.Seconds())
-			if c == r.publishConn {
-				r.holdAll(holdBlocked, false)
-			}
+			r.hold(c, h.blocked, false)
 			restored := algedonic.AMQPRestored(ev.Downtime)
 			restored.Reason = fmt.Sprintf("broker unblocked the %s connection after %s", c.Name(), ev.Downtime.Round(time.Millisecond))
 			r.emit(restored)
