@@ -171,6 +171,13 @@ func ms(d time.Duration) string { return fmt.Sprintf("%.1f ms", float64(d)/float
 
 func mib(b int64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }
 
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
+}
+
 func yesNo(ok bool) string {
 	if ok {
 		return "yes"
@@ -199,7 +206,7 @@ func (r *Report) Markdown() string {
 		p("- Relay: `./cmd/relay` built from %s", r.Relay)
 	}
 	p("- Machine: %s, %d cores (GOMAXPROCS %d); `%s`; RabbitMQ %s (%s) on the same host", r.Machine.CPU, r.Machine.Cores, r.Machine.GOMAXPROCS, r.Machine.Go, r.Machine.RabbitMQ, r.Machine.Erlang)
-	p("- Load: %d-byte persistent messages published with confirms; %d rounds, each %s of warm-up then a %s measured window per implementation", s.BodyBytes, s.Rounds, s.Warmup, s.Duration)
+	p("- Load: %d-byte persistent messages published with confirms; %s, each running both implementations; on the work path each gets %s of warm-up, then %s measured", s.BodyBytes, plural(s.Rounds, "round"), s.Warmup, s.Duration)
 	p("- Work path: %d tasks kept outstanding; prefetch %d; the relay with target concurrency %d and a bulkhead of %d, the plain loop with %d workers", s.InFlight, s.Prefetch, s.Workers, s.Bulkhead, s.Workers)
 	p("- Outbound path: %d messages drained from a full queue; prefetch %d for the relay (bulkhead of the same size) and the shovel", s.Messages, s.OutboundPrefetch)
 	p("")
