@@ -16,8 +16,9 @@ import (
 type Publisher struct {
 	conn *Conn
 
-	mu  sync.Mutex // serialises publishes so delivery tags match records
-	cur *confirmChannel
+	mu     sync.Mutex // guards cur
+	cur    *confirmChannel
+	openMu sync.Mutex // one goroutine opens a channel; the others wait for it
 }
 
 // NewPublisher returns a Publisher on c. Its channel is opened on first
@@ -68,9 +69,6 @@ func (c *Confirmation) resolve(err error) {
 // is down or blocked. With mandatory, an unroutable message resolves with
 // a *ReturnedError. msg must not be changed until the Confirmation is done.
 func (p *Publisher) Publish(ctx context.Context, exchange, key string, mandatory bool, msg amqp.Publishing) (*Confirmation, error) {
-	if err := msg.Headers.Validate(); err != nil {
-		return nil, fmt.Errorf("publish to %q: bad headers: %w", exchange, err)
-	}
 	conf := &Confirmation{done: make(chan struct{}), mandatory: mandatory, exchange: exchange, key: key}
 	if mandatory {
 		conf.msg = &msg
@@ -111,6 +109,16 @@ func (p *Publisher) PublishAndWait(ctx context.Context, exchange, key string, ma
 func (p *Publisher) channel(ctx context.Context) (*confirmChannel, error) {
 	p.mu.Lock()
 	cc := p.cur
+	p.mu.Unlock()
+	if cc != nil && !cc.ch.IsClosed() {
+		return cc, nil
+	}
+	// Each channel carries sizeable notification buffers: when many
+	// publishers find none, one opens it and the rest use it.
+	p.openMu.Lock()
+	defer p.openMu.Unlock()
+	p.mu.Lock()
+	cc = p.cur
 	p.mu.Unlock()
 	if cc != nil && !cc.ch.IsClosed() {
 		return cc, nil
@@ -176,7 +184,8 @@ type confirmChannel struct {
 	pubMu   sync.Mutex // held across tag assignment and the publish frame
 	pendMu  sync.Mutex
 	pending map[uint64]*Confirmation
-	dead    bool // the channel closed; nothing new may be recorded
+	lowest  uint64 // no tag below it is pending
+	dead    bool   // the channel closed; nothing new may be recorded
 
 	unmatched []amqp.Return // returns whose confirm has not come yet
 }
@@ -194,6 +203,7 @@ func newConfirmChannel(ch *amqp.Channel) *confirmChannel {
 		returns:  ch.NotifyReturn(make(chan amqp.Return, returnBuffer)),
 		finished: make(chan struct{}),
 		pending:  make(map[uint64]*Confirmation),
+		lowest:   1,
 	}
 	go cc.resolveLoop()
 	return cc
@@ -267,13 +277,17 @@ func (cc *confirmChannel) confirm(c amqp.Confirmation) {
 	conf, ok := cc.pending[c.DeliveryTag]
 	delete(cc.pending, c.DeliveryTag)
 	// Confirms arrive in tag order; anything older still pending was
-	// never confirmed to us and its outcome is unknown.
+	// never confirmed to us and its outcome is unknown. Usually the tag
+	// confirmed is the lowest pending one and nothing is scanned.
 	var stale []*Confirmation
-	for tag, old := range cc.pending {
-		if tag < c.DeliveryTag {
+	for tag := cc.lowest; tag < c.DeliveryTag; tag++ {
+		if old, ok := cc.pending[tag]; ok {
 			stale = append(stale, old)
 			delete(cc.pending, tag)
 		}
+	}
+	if c.DeliveryTag >= cc.lowest {
+		cc.lowest = c.DeliveryTag + 1
 	}
 	cc.pendMu.Unlock()
 	for _, s := range stale {
