@@ -17,17 +17,20 @@ import (
 type Delivery struct {
 	amqp.Delivery
 	ch *amqp.Channel
+	a  *acker
 }
 
-// Ack acknowledges the delivery.
-func (d Delivery) Ack() error { return d.settle(d.Delivery.Ack(false)) }
+// Ack acknowledges the delivery. Acks are coalesced per channel (see
+// acker): one may reach the broker a couple of milliseconds later, never
+// before this call.
+func (d Delivery) Ack() error { return d.settle(d.a.ack(d.DeliveryTag)) }
 
 // Requeue gives the delivery back to the broker for redelivery.
-func (d Delivery) Requeue() error { return d.settle(d.Delivery.Nack(false, true)) }
+func (d Delivery) Requeue() error { return d.settle(d.a.nack(d.DeliveryTag, true)) }
 
 // Discard rejects the delivery without requeueing it (the queue's
 // dead-letter settings, if any, apply).
-func (d Delivery) Discard() error { return d.settle(d.Delivery.Nack(false, false)) }
+func (d Delivery) Discard() error { return d.settle(d.a.nack(d.DeliveryTag, false)) }
 
 func (d Delivery) settle(err error) error {
 	if err == nil {
@@ -220,6 +223,8 @@ func (cs *Consumer) run() {
 func (cs *Consumer) serve(ch *amqp.Channel) error {
 	closed := ch.NotifyClose(make(chan *amqp.Error, 1))
 	cancels := ch.NotifyCancel(make(chan string, 1))
+	acks := newAcker(ch)
+	defer acks.stop()
 	appliedPrefetch := -1
 	var deliveries <-chan amqp.Delivery
 	tag := ""
@@ -287,7 +292,7 @@ func (cs *Consumer) serve(ch *amqp.Channel) error {
 				cs.mu.Unlock()
 				continue
 			}
-			cs.handler(Delivery{Delivery: d, ch: ch})
+			cs.handler(Delivery{Delivery: d, ch: ch, a: acks})
 		}
 	}
 }
