@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"sort"
 	"strings"
-	"sync"
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
@@ -41,7 +40,7 @@ type outboundQueue struct {
 	log      *slog.Logger
 
 	consumer *broker.Consumer
-	inflight sync.WaitGroup
+	workers  *pool
 }
 
 func newOutboundQueue(r *Relay, o config.Outbound) *outboundQueue {
@@ -89,18 +88,23 @@ func (o *outboundQueue) declareDestination(d *declarer) error {
 	return nil
 }
 
-func (o *outboundQueue) onDelivery(d broker.Delivery) {
-	o.inflight.Add(1)
-	go func() {
-		defer o.inflight.Done()
-		o.handle(d)
-	}()
+// start runs the queue's workers: as many as its bulkhead has slots.
+func (o *outboundQueue) start() {
+	n := o.bulkhead.Stats().Capacity
+	o.workers = newPool(o.r.workCtx, n, o.prefetch, o.handle)
 }
+
+func (o *outboundQueue) onDelivery(d broker.Delivery) { o.workers.submit(d) }
 
 // handle publishes one outbound message and settles it: acked only after
 // the destination confirmed it, or after it was dead-lettered.
-func (o *outboundQueue) handle(d broker.Delivery) {
-	ctx := o.r.workCtx
+func (o *outboundQueue) handle(ctx context.Context, d broker.Delivery) {
+	select {
+	case <-o.r.stopping:
+		o.requeue(d)
+		return
+	default:
+	}
 	exchange, key, problem := o.destination(d.Headers)
 	if problem != "" {
 		o.settle(d, o.deadLetter(ctx, d, problem))

@@ -449,6 +449,7 @@ func (r *Relay) startConsumers() error {
 		return c, nil
 	}
 	for _, w := range r.work {
+		w.start()
 		c, err := add(w.queue, w.prefetch, w.target.breaker, w.onDelivery, r.publishConn)
 		if err != nil {
 			return err
@@ -456,6 +457,7 @@ func (r *Relay) startConsumers() error {
 		w.consumer = c
 	}
 	for _, o := range r.outbound {
+		o.start()
 		publishers := []*broker.Conn{r.publishConn}
 		if o.dest != nil {
 			publishers = append(publishers, o.dest)
@@ -489,10 +491,10 @@ func (r *Relay) shutdown() {
 	done := make(chan struct{})
 	go func() {
 		for _, w := range r.work {
-			w.inflight.Wait()
+			w.workers.wait()
 		}
 		for _, o := range r.outbound {
-			o.inflight.Wait()
+			o.workers.wait()
 		}
 		close(done)
 	}()
@@ -533,6 +535,16 @@ func (r *Relay) closeConns() {
 	}
 	for _, c := range r.consumers() {
 		c.Close()
+	}
+	for _, w := range r.work {
+		if w.workers != nil {
+			w.workers.stop()
+		}
+	}
+	for _, o := range r.outbound {
+		if o.workers != nil {
+			o.workers.stop()
+		}
 	}
 	for _, p := range []*broker.Publisher{r.pub, r.eventPub} {
 		if p != nil {

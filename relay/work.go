@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
-	"sync"
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
@@ -27,9 +26,9 @@ type workQueue struct {
 	m        *metrics.QueueMetrics
 	log      *slog.Logger
 
-	consumer *broker.Consumer
-	slots    chan struct{} // the target's concurrency for this queue
-	inflight sync.WaitGroup
+	consumer    *broker.Consumer
+	concurrency int // the target's concurrency for this queue
+	workers     *pool
 }
 
 // delayStep is one delayed redelivery: a queue whose TTL dead-letters
@@ -41,14 +40,14 @@ type delayStep struct {
 
 func newWorkQueue(r *Relay, w config.Work, t *target) *workQueue {
 	wq := &workQueue{
-		r:        r,
-		queue:    w.Queue,
-		dlq:      w.Queue + ".dlq",
-		target:   t,
-		prefetch: w.Prefetch,
-		m:        r.metrics.Queue(w.Queue, t.name),
-		log:      r.log.With("queue", w.Queue, "target", t.name),
-		slots:    make(chan struct{}, max(1, r.cfg.Targets[t.name].Concurrency)),
+		r:           r,
+		queue:       w.Queue,
+		dlq:         w.Queue + ".dlq",
+		target:      t,
+		prefetch:    w.Prefetch,
+		m:           r.metrics.Queue(w.Queue, t.name),
+		log:         r.log.With("queue", w.Queue, "target", t.name),
+		concurrency: max(1, r.cfg.Targets[t.name].Concurrency),
 	}
 	for _, d := range w.Redelivery {
 		wq.delays = append(wq.delays, delayStep{delay: d, queue: delayQueueName(w.Queue, d)})
@@ -98,33 +97,32 @@ func (w *workQueue) declare(d *declarer) error {
 	return nil
 }
 
-// onDelivery is the consumer's handler: it hands each task to its own
-// goroutine (the prefetch bounds how many).
-func (w *workQueue) onDelivery(d broker.Delivery) {
-	w.inflight.Add(1)
-	w.m.InFlight.Inc()
-	go func() {
-		defer w.inflight.Done()
-		defer w.m.InFlight.Dec()
+// start runs the queue's workers: as many as the target's concurrency.
+func (w *workQueue) start() {
+	w.workers = newPool(w.r.workCtx, w.concurrency, w.prefetch, func(ctx context.Context, d broker.Delivery) {
 		start := time.Now()
-		w.handle(d)
+		w.handle(ctx, d)
 		w.m.Duration.Observe(time.Since(start).Seconds())
-	}()
+		w.m.InFlight.Dec()
+	})
+}
+
+// onDelivery is the consumer's handler: it hands each task to a worker.
+func (w *workQueue) onDelivery(d broker.Delivery) {
+	w.m.InFlight.Inc()
+	w.workers.submit(d)
 }
 
 // handle runs one task to its outcome and settles the delivery. The
 // delivery is acked only after the outcome (reply, dead letter or delayed
 // redelivery) is confirmed by the broker; anything else gives it back.
-func (w *workQueue) handle(d broker.Delivery) {
+func (w *workQueue) handle(ctx context.Context, d broker.Delivery) {
 	select {
-	case w.slots <- struct{}{}:
 	case <-w.r.stopping:
 		w.requeue(d, "shutting down")
 		return
+	default:
 	}
-	defer func() { <-w.slots }()
-
-	ctx := w.r.workCtx
 	tk := &task{
 		body:          d.Body,
 		contentType:   d.ContentType,
