@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"net"
 	"sync"
 	"time"
 
@@ -183,7 +184,7 @@ func (c *Conn) connect() (*amqp.Connection, error) {
 		TLSClientConfig: c.opts.TLS,
 		Properties:      props,
 		Locale:          "en_US",
-		Dial:            amqp.DefaultDial(dialTimeout),
+		Dial:            corkedDial(dialTimeout),
 	})
 	if err != nil {
 		return nil, errors.New(redactErr(err, c.opts.URL))
@@ -195,6 +196,19 @@ func (c *Conn) connect() (*amqp.Connection, error) {
 		}
 	}
 	return conn, nil
+}
+
+// corkedDial dials TCP and coalesces the connection's writes (see
+// corkConn); TLS, when the URL asks for it, is layered on top.
+func corkedDial(timeout time.Duration) func(network, addr string) (net.Conn, error) {
+	dial := amqp.DefaultDial(timeout)
+	return func(network, addr string) (net.Conn, error) {
+		c, err := dial(network, addr)
+		if err != nil {
+			return nil, err
+		}
+		return newCorkConn(c), nil
+	}
 }
 
 // ConnectionName is the connection_name a relay connection shows in the
