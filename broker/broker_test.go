@@ -264,15 +264,7 @@ func TestReconnectResumesConsumersAndFailsUnconfirmed(t *testing.T) {
 
 	// Delivery is at least once: an ack in flight when the connection
 	// drops is lost and the broker delivers again. Count distinct bodies.
-	var seen sync.Map
-	cons, err := c.Consume(ConsumerOptions{Queue: q, Prefetch: 8}, func(d Delivery) {
-		seen.Store(string(d.Body), true)
-		_ = d.Ack()
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cons.Close()
+	cons, seen := consumeBodies(t, c, q, 8)
 	waitFor(t, ctx, "consumer active", cons.Active)
 
 	for round := 1; round <= 3; round++ {
@@ -365,15 +357,7 @@ func TestConsumerRedeclaresADeletedQueue(t *testing.T) {
 	defer pub.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	var seen sync.Map
-	cons, err := c.Consume(ConsumerOptions{Queue: q, Prefetch: 4}, func(d Delivery) {
-		seen.Store(string(d.Body), true)
-		_ = d.Ack()
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cons.Close()
+	cons, seen := consumeBodies(t, c, q, 4)
 	waitFor(t, ctx, "consuming", cons.Active)
 	admin := testbroker.Channel(t, url)
 	if _, err := admin.QueueDelete(q, false, false, false); err != nil {
@@ -424,4 +408,20 @@ func TestSetPrefetchWidensTheRunningConsumer(t *testing.T) {
 	}
 	cons.SetPrefetch(10)
 	waitFor(t, ctx, "the wider prefetch applied", func() bool { return inHand() >= 10 })
+}
+
+// consumeBodies consumes q, acking everything, and records each distinct
+// body seen; the consumer closes when the test ends.
+func consumeBodies(t *testing.T, c *Conn, q string, prefetch int) (*Consumer, *sync.Map) {
+	t.Helper()
+	seen := &sync.Map{}
+	cons, err := c.Consume(ConsumerOptions{Queue: q, Prefetch: prefetch}, func(d Delivery) {
+		seen.Store(string(d.Body), true)
+		_ = d.Ack()
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cons.Close)
+	return cons, seen
 }

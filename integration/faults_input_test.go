@@ -33,18 +33,7 @@ func TestFaultsBadInputInterleavedWithGoodTraffic(t *testing.T) {
 	allowed := e.name("it.faults.bad.events")
 	other := e.name("it.faults.bad.other")
 	dest := e.name("it.faults.bad.dest")
-	e.own([]string{dest}, []string{allowed, other})
-	for _, x := range []string{allowed, other} {
-		if err := e.ch.ExchangeDeclare(x, "topic", true, false, false, false, nil); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if _, err := e.ch.QueueDeclare(dest, true, false, false, false, nil); err != nil {
-		t.Fatal(err)
-	}
-	if err := e.ch.QueueBind(dest, "routed.#", allowed, false, nil); err != nil {
-		t.Fatal(err)
-	}
+	e.routeTo(dest, "routed.#", allowed, other)
 	cfg := e.loadConfig(faultConfig{URL: ds.URL, Queues: []string{q}, MaxResp: 64 << 10, Outbound: oq, Exchanges: []string{allowed}}.yaml())
 	run := e.startRelay(cfg)
 	l := e.ledger("bad input interleaved with good traffic (9 kinds, work and outbound)", in)

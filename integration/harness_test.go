@@ -143,6 +143,25 @@ func delayQueue(q string, d time.Duration) string {
 	return fmt.Sprintf("%s.delay.%dms", q, d/time.Millisecond)
 }
 
+// routeTo declares topic exchanges (deleted when the test ends) and a
+// queue dest bound to the first of them with bindingKey, the far side of
+// an outbound path.
+func (e *env) routeTo(dest, bindingKey string, exchanges ...string) {
+	e.t.Helper()
+	e.own([]string{dest}, exchanges)
+	for _, x := range exchanges {
+		if err := e.ch.ExchangeDeclare(x, "topic", true, false, false, false, nil); err != nil {
+			e.t.Fatal(err)
+		}
+	}
+	if _, err := e.ch.QueueDeclare(dest, true, false, false, false, nil); err != nil {
+		e.t.Fatal(err)
+	}
+	if err := e.ch.QueueBind(dest, bindingKey, exchanges[0], false, nil); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
 // running is a relay started in process.
 type running struct {
 	r      *relay.Relay

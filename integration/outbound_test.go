@@ -16,18 +16,7 @@ func TestOutboundAllowlistHeadersAndUnroutable(t *testing.T) {
 	allowed := e.name("it.out.events")
 	other := e.name("it.out.other")
 	dest := e.name("it.out.dest")
-	e.own([]string{dest}, []string{allowed, other})
-	for _, x := range []string{allowed, other} {
-		if err := e.ch.ExchangeDeclare(x, "topic", true, false, false, false, nil); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if _, err := e.ch.QueueDeclare(dest, true, false, false, false, nil); err != nil {
-		t.Fatal(err)
-	}
-	if err := e.ch.QueueBind(dest, "routed.#", allowed, false, nil); err != nil {
-		t.Fatal(err)
-	}
+	e.routeTo(dest, "routed.#", allowed, other)
 	cfg := e.loadConfig(fmt.Sprintf(`breakers:
   defaults: {failure_threshold: 5}
   amqp: {}
