@@ -2,6 +2,7 @@ package relay
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -314,34 +315,29 @@ func (r *Relay) listen() error {
 	return nil
 }
 
-func (r *Relay) connOptions(name, url string, topo func(*amqp.Connection) error) (broker.Options, error) {
-	tc, err := r.cfg.AMQP.TLS.ClientConfig()
-	if err != nil {
-		return broker.Options{}, err
-	}
+func (r *Relay) connOptions(tc *tls.Config, name, url string, topo func(*amqp.Connection) error) broker.Options {
 	a := r.cfg.AMQP
 	return broker.Options{
 		Name: name, Instance: r.cfg.Instance, URL: url, TLS: tc,
 		ConnectTimeout: a.ConnectTimeout, Heartbeat: a.Heartbeat,
 		ReconnectInitial: a.Reconnect.Initial, ReconnectMax: a.Reconnect.Max,
 		Topology: topo, Logger: r.log,
-	}, nil
+	}
 }
 
 // connect opens the publishing and consuming connections (separate, so
 // that flow control on publishes never stalls acks) and any outbound
 // destinations, each declaring its topology on every (re)connect.
 func (r *Relay) connect(ctx context.Context) error {
-	pubOpts, err := r.connOptions("publish", r.cfg.AMQP.URL, r.declareAll)
+	tc, err := r.cfg.AMQP.TLS.ClientConfig()
 	if err != nil {
 		return err
 	}
-	if r.publishConn, err = broker.Dial(ctx, pubOpts); err != nil {
+	if r.publishConn, err = broker.Dial(ctx, r.connOptions(tc, "publish", r.cfg.AMQP.URL, r.declareAll)); err != nil {
 		return err
 	}
 	r.watchConn(r.publishConn, connHold{blocked: holdBlocked, down: holdDown})
-	consOpts, _ := r.connOptions("consume", r.cfg.AMQP.URL, r.declareAll)
-	if r.consumeConn, err = broker.Dial(ctx, consOpts); err != nil {
+	if r.consumeConn, err = broker.Dial(ctx, r.connOptions(tc, "consume", r.cfg.AMQP.URL, r.declareAll)); err != nil {
 		return err
 	}
 	r.watchConn(r.consumeConn, connHold{})
@@ -352,11 +348,10 @@ func (r *Relay) connect(ctx context.Context) error {
 			o.pub = r.publishConn.NewPublisher()
 			continue
 		}
-		oq := o
-		opts, _ := r.connOptions("outbound "+o.queue, o.destURL, func(conn *amqp.Connection) error {
+		opts := r.connOptions(tc, "outbound "+o.queue, o.destURL, func(conn *amqp.Connection) error {
 			d := &declarer{conn: conn, log: r.log}
 			defer d.close()
-			return oq.declareDestination(d)
+			return o.declareDestination(d)
 		})
 		dest, err := broker.Dial(ctx, opts)
 		if err != nil {
