@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/vsm-relay/relay/breaker"
 )
@@ -45,7 +46,7 @@ relay_breaker_failures{breaker="llm_api"} 3
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			c := NewBreakerCollector(func() []breaker.Snapshot { return tt.snapshots })
-			if err := collectAndCompare(c, tt.want); err != nil {
+			if err := testutil.CollectAndCompare(c, strings.NewReader(tt.want)); err != nil {
 				t.Error(err)
 			}
 		})
@@ -66,14 +67,14 @@ func TestBreakerCollectorReadsSnapshotsAtEveryScrape(t *testing.T) {
 # HELP relay_breaker_state Circuit breaker state: 0 closed, 1 half_open, 2 open.
 # TYPE relay_breaker_state gauge
 relay_breaker_state{breaker="llm_api"} ` + strconv.Itoa(int(s)) + "\n"
-		if err := gatherAndCompare(reg, want, "relay_breaker_state"); err != nil {
+		if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "relay_breaker_state"); err != nil {
 			t.Errorf("state %v: %v", s, err)
 		}
 	}
 }
 
 func TestBreakerCollectorWithNilFuncExposesNothing(t *testing.T) {
-	if err := collectAndCompare(NewBreakerCollector(nil), ``); err != nil {
+	if err := testutil.CollectAndCompare(NewBreakerCollector(nil), strings.NewReader(``)); err != nil {
 		t.Error(err)
 	}
 }

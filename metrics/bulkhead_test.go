@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/vsm-relay/relay/breaker"
 	"github.com/vsm-relay/relay/bulkhead"
@@ -77,7 +78,7 @@ relay_bulkhead_waiting{bulkhead="worker_agent"} 4
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			c := NewBulkheadCollector(func() []bulkhead.Stats { return tt.stats })
-			if err := collectAndCompare(c, tt.want); err != nil {
+			if err := testutil.CollectAndCompare(c, strings.NewReader(tt.want)); err != nil {
 				t.Error(err)
 			}
 		})
@@ -85,7 +86,7 @@ relay_bulkhead_waiting{bulkhead="worker_agent"} 4
 }
 
 func TestBulkheadCollectorWithNilFuncExposesNothing(t *testing.T) {
-	if err := collectAndCompare(NewBulkheadCollector(nil), ``); err != nil {
+	if err := testutil.CollectAndCompare(NewBulkheadCollector(nil), strings.NewReader(``)); err != nil {
 		t.Error(err)
 	}
 }

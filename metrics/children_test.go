@@ -2,7 +2,10 @@ package metrics
 
 import (
 	"fmt"
+	"strings"
 	"testing"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
 func TestQueueCountsEachOutcomeUnderItsLabel(t *testing.T) {
@@ -43,7 +46,7 @@ relay_tasks_in_flight{queue="vsm.tasks.llm"} 0
 relay_work_queue_info{queue="vsm.tasks.echo",target="echo"} 1
 relay_work_queue_info{queue="vsm.tasks.llm",target="llm"} 1
 `
-	if err := gatherAndCompare(reg, want,
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want),
 		"relay_tasks_total", "relay_task_retries_total", "relay_tasks_in_flight", "relay_work_queue_info"); err != nil {
 		t.Error(err)
 	}
@@ -53,7 +56,7 @@ func TestQueueTwiceSharesTheSameSeries(t *testing.T) {
 	m, _ := newTest(t)
 	m.Queue("q", "t").Replied.Inc()
 	m.Queue("q", "t").Replied.Inc()
-	if got := toFloat64(m.Queue("q", "t").Replied); got != 2 {
+	if got := testutil.ToFloat64(m.Queue("q", "t").Replied); got != 2 {
 		t.Fatalf("Replied after two Queue calls: got %v, want 2", got)
 	}
 }
@@ -86,7 +89,7 @@ relay_task_duration_seconds_bucket{queue="q",le="+Inf"} 3
 relay_task_duration_seconds_sum{queue="q"} 403.02
 relay_task_duration_seconds_count{queue="q"} 3
 `
-	if err := gatherAndCompare(reg, want, "relay_task_duration_seconds"); err != nil {
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "relay_task_duration_seconds"); err != nil {
 		t.Error(err)
 	}
 }
@@ -112,7 +115,7 @@ func TestTargetResponsesCountByClass(t *testing.T) {
 				if class == tt.class {
 					want = 1
 				}
-				if got := toFloat64(m.responses.WithLabelValues("echo", class)); got != want {
+				if got := testutil.ToFloat64(m.responses.WithLabelValues("echo", class)); got != want {
 					t.Errorf("class %s: got %v, want %v", class, got, want)
 				}
 			}
@@ -154,7 +157,7 @@ relay_downstream_request_duration_seconds_bucket{target="echo",le="+Inf"} 2
 relay_downstream_request_duration_seconds_sum{target="echo"} 61.004
 relay_downstream_request_duration_seconds_count{target="echo"} 2
 `
-	if err := gatherAndCompare(reg, want,
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want),
 		"relay_downstream_responses_total", "relay_downstream_request_duration_seconds"); err != nil {
 		t.Error(err)
 	}
@@ -196,7 +199,7 @@ relay_outbound_confirm_seconds_bucket{queue="vsm.outbound",le="+Inf"} 1
 relay_outbound_confirm_seconds_sum{queue="vsm.outbound"} 0.0005
 relay_outbound_confirm_seconds_count{queue="vsm.outbound"} 1
 `
-	if err := gatherAndCompare(reg, want, "relay_outbound_messages_total", "relay_outbound_confirm_seconds"); err != nil {
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "relay_outbound_messages_total", "relay_outbound_confirm_seconds"); err != nil {
 		t.Error(err)
 	}
 }
@@ -232,7 +235,7 @@ relay_bulkhead_wait_seconds_bucket{bulkhead="api_agent",le="+Inf"} 3
 relay_bulkhead_wait_seconds_sum{bulkhead="api_agent"} 31.00305
 relay_bulkhead_wait_seconds_count{bulkhead="api_agent"} 3
 `
-	if err := gatherAndCompare(reg, want, "relay_bulkhead_wait_seconds"); err != nil {
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "relay_bulkhead_wait_seconds"); err != nil {
 		t.Error(err)
 	}
 }
@@ -253,7 +256,7 @@ relay_breaker_transitions_total{breaker="llm_api",from="closed",to="open"} 1
 relay_breaker_transitions_total{breaker="llm_api",from="half_open",to="open"} 1
 relay_breaker_transitions_total{breaker="llm_api",from="open",to="half_open"} 2
 `
-	if err := gatherAndCompare(reg, want, "relay_breaker_transitions_total"); err != nil {
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "relay_breaker_transitions_total"); err != nil {
 		t.Error(err)
 	}
 }
@@ -301,7 +304,7 @@ relay_amqp_publishes_total{connection="publish",outcome="lost"} 0
 relay_amqp_publishes_total{connection="publish",outcome="nack"} 0
 relay_amqp_publishes_total{connection="publish",outcome="returned"} 0
 `
-	if err := gatherAndCompare(reg, want,
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want),
 		"relay_amqp_reconnects_total", "relay_amqp_connected", "relay_amqp_blocked",
 		"relay_amqp_blocked_seconds_total", "relay_amqp_publishes_total"); err != nil {
 		t.Error(err)

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
 	dto "github.com/prometheus/client_model/go"
 )
@@ -210,13 +211,13 @@ func TestNilMetricsHandsOutWorkingUnregisteredMetrics(t *testing.T) {
 	b.PublishConfirms(ConfirmAck).Inc()
 
 	for name, got := range map[string]float64{
-		"Replied":          toFloat64(q.Replied),
-		"InFlight":         toFloat64(q.InFlight),
-		"Responses(200)":   toFloat64(tm.Responses(200)),
-		"Published":        toFloat64(o.Published),
-		"PublishConfirms":  toFloat64(b.PublishConfirms(ConfirmAck)),
-		"Responses(500)":   toFloat64(tm.Responses(500)),
-		"Broker.Connected": toFloat64(b.Connected),
+		"Replied":          testutil.ToFloat64(q.Replied),
+		"InFlight":         testutil.ToFloat64(q.InFlight),
+		"Responses(200)":   testutil.ToFloat64(tm.Responses(200)),
+		"Published":        testutil.ToFloat64(o.Published),
+		"PublishConfirms":  testutil.ToFloat64(b.PublishConfirms(ConfirmAck)),
+		"Responses(500)":   testutil.ToFloat64(tm.Responses(500)),
+		"Broker.Connected": testutil.ToFloat64(b.Connected),
 	} {
 		want := 1.0
 		switch name {
@@ -245,13 +246,13 @@ relay_tasks_total{outcome="redelivered",queue="bad` + "\uFFFD" + `queue"} 0
 relay_tasks_total{outcome="replied",queue="bad` + "\uFFFD" + `queue"} 1
 relay_tasks_total{outcome="requeued",queue="bad` + "\uFFFD" + `queue"} 0
 `
-	if err := gatherAndCompare(reg, want, "relay_tasks_total"); err != nil {
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "relay_tasks_total"); err != nil {
 		t.Error(err)
 	}
-	if got := toFloat64(m.breakerTransitions.WithLabelValues("b\uFFFD", "closed", "open")); got != 1 {
+	if got := testutil.ToFloat64(m.breakerTransitions.WithLabelValues("b\uFFFD", "closed", "open")); got != 1 {
 		t.Errorf("transition with a mangled name: got %v, want 1", got)
 	}
-	if got := toFloat64(m.publishes.WithLabelValues("c", "odd\uFFFD")); got != 1 {
+	if got := testutil.ToFloat64(m.publishes.WithLabelValues("c", "odd\uFFFD")); got != 1 {
 		t.Errorf("confirm with a mangled outcome: got %v, want 1", got)
 	}
 }
