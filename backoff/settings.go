@@ -88,8 +88,10 @@ func (p Policy) Validate() error {
 	if p.Max < 0 {
 		l.Addf("max", "must not be negative, got %s", p.Max)
 	}
-	if p.Initial > 0 && p.Max > 0 && p.Max < p.Initial {
-		l.Addf("max", "must not be less than initial (%s), got %s", p.Initial, p.Max)
+	// Compared as Delay will use them: a defaulted side counts too, or
+	// Initial: 20s alone would be clamped to the 10s default unreported.
+	if d := p.WithDefaults(); p.Initial >= 0 && p.Max >= 0 && d.Max < d.Initial {
+		l.Addf("max", "must not be less than initial (%s), got %s", withDefault(p.Initial, d.Initial), withDefault(p.Max, d.Max))
 	}
 	if p.Multiplier != 0 && (p.Multiplier < 1 || math.IsNaN(p.Multiplier) || math.IsInf(p.Multiplier, 0)) {
 		l.Addf("multiplier", "must be at least 1, got %v", p.Multiplier)
@@ -104,4 +106,12 @@ func (p Policy) Validate() error {
 		l.Addf("max_retries", "must be at most 1000, got %d", p.MaxRetries)
 	}
 	return l.Err()
+}
+
+// withDefault shows an effective value, marking one the policy left zero.
+func withDefault(set, effective time.Duration) string {
+	if set == 0 {
+		return effective.String() + " by default"
+	}
+	return set.String()
 }

@@ -54,6 +54,13 @@ func TestValidate(t *testing.T) {
 		{"max below initial", Policy{Initial: time.Second, Max: time.Millisecond}, []string{
 			"max: must not be less than initial (1s), got 1ms",
 		}},
+		{"initial above default max", Policy{Initial: 20 * time.Second}, []string{
+			"max: must not be less than initial (20s), got 10s by default",
+		}},
+		{"max below default initial", Policy{Max: 50 * time.Millisecond}, []string{
+			"max: must not be less than initial (100ms by default), got 50ms",
+		}},
+		{"initial at default max", Policy{Initial: 10 * time.Second}, nil},
 		{"multiplier below 1", Policy{Multiplier: 0.5}, []string{"multiplier: must be at least 1, got 0.5"}},
 		{"multiplier NaN", Policy{Multiplier: math.NaN()}, []string{"multiplier: must be at least 1, got NaN"}},
 		{"multiplier Inf", Policy{Multiplier: math.Inf(1)}, []string{"multiplier: must be at least 1, got +Inf"}},
