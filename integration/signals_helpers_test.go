@@ -2,14 +2,12 @@ package integration
 
 import (
 	"bufio"
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"math"
 	"net"
 	"net/url"
-	"os/exec"
 	"slices"
 	"strconv"
 	"strings"
@@ -707,40 +705,4 @@ func (p *gateProxy) close() {
 	}
 	p.mu.Unlock()
 	p.wg.Wait()
-}
-
-// closeNamedConnection has the broker close the connection whose
-// client-provided name is name, through rabbitmqctl. It reports false,
-// with the reason, when rabbitmqctl is missing or does not know the
-// connection (the broker is not the node it talks to).
-func closeNamedConnection(t *testing.T, name string) (bool, string) {
-	t.Helper()
-	path, err := exec.LookPath("rabbitmqctl")
-	if err != nil {
-		return false, "rabbitmqctl is not installed"
-	}
-	run := func(args ...string) (string, error) {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		out, err := exec.CommandContext(ctx, path, args...).CombinedOutput()
-		return string(out), err
-	}
-	out, err := run("list_connections", "pid", "client_properties", "--no-table-headers", "-q")
-	if err != nil {
-		return false, fmt.Sprintf("rabbitmqctl list_connections: %v: %s", err, strings.TrimSpace(out))
-	}
-	var pid string
-	for line := range strings.Lines(out) {
-		p, props, ok := strings.Cut(strings.TrimSpace(line), "\t")
-		if ok && strings.Contains(props, `{"connection_name","`+name+`"}`) {
-			pid = p
-		}
-	}
-	if pid == "" {
-		return false, "rabbitmqctl lists no connection named " + strconv.Quote(name)
-	}
-	if out, err := run("close_connection", pid, "cut by the signals test"); err != nil {
-		t.Fatalf("rabbitmqctl close_connection %s: %v: %s", pid, err, out)
-	}
-	return true, ""
 }

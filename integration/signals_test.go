@@ -337,7 +337,10 @@ func TestSignalsRaisedWhileBrokerCutArriveAfterItReturns(t *testing.T) {
 	// publish connection is dialled first).
 	proxy.hold()
 	cutAt := time.Now()
-	if ok, why := closeNamedConnection(t, "relay "+cfg.Instance+" publish"); ok {
+	if path, why := rabbitmqctl(t, e.url); path != "" {
+		if n := closeBrokerConnections(t, path, "relay "+cfg.Instance+" publish"); n != 1 {
+			t.Fatalf("rabbitmqctl closed %d publish connections, want 1", n)
+		}
 		t.Logf("publish connection closed by the broker (rabbitmqctl close_connection) in %s", time.Since(cutAt).Round(time.Millisecond))
 	} else {
 		t.Logf("publish connection cut at the proxy: %s", why)
