@@ -26,7 +26,9 @@ func BenchmarkBreakerCallParallel(b *testing.B) {
 		for pb.Next() {
 			p, err := br.Allow()
 			if err != nil {
-				b.Fatal(err)
+				// Not Fatal: FailNow must run on the benchmark's own goroutine.
+				b.Error(err)
+				return
 			}
 			br.Done(p, Success, nil)
 		}
