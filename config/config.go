@@ -53,8 +53,8 @@ type AMQP struct {
 	Prefetch  int
 	Reconnect Reconnect
 	TLS       TLS
-	// Heartbeat is the AMQP heartbeat interval; zero takes the broker's
-	// proposal.
+	// Heartbeat is the AMQP heartbeat interval; zero leaves the choice to
+	// the broker package, whose default is 10s.
 	Heartbeat time.Duration
 }
 
@@ -64,8 +64,9 @@ type Reconnect struct {
 	Max     time.Duration
 }
 
-// TLS configures amqps:// connections. The zero value verifies the broker
-// against the system roots with no client certificate.
+// TLS configures every amqps:// connection: the relay's broker and the
+// outbound destinations alike. The zero value verifies each broker against
+// the system roots, by its URL's host, with no client certificate.
 type TLS struct {
 	CAFile     string
 	CertFile   string
