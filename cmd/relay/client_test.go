@@ -19,7 +19,12 @@ import (
 	"go.uber.org/goleak"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m, goleak.Cleanup(func(code int) {
+		removeExe()
+		os.Exit(code)
+	}))
+}
 
 // runWithStdin runs the binary like runExe, with stdin as its input.
 func runWithStdin(t *testing.T, stdin string, env []string, args ...string) (int, string, string) {

@@ -14,9 +14,17 @@ import (
 
 var (
 	exeOnce sync.Once
+	exeDir  string
 	exePath string
 	exeErr  error
 )
+
+// removeExe deletes the build directory relayExe made, if it made one.
+func removeExe() {
+	if exeDir != "" {
+		os.RemoveAll(exeDir)
+	}
+}
 
 // relayExe builds this command once per test binary.
 func relayExe(t *testing.T) string {
@@ -27,6 +35,7 @@ func relayExe(t *testing.T) string {
 			exeErr = err
 			return
 		}
+		exeDir = dir
 		exePath = filepath.Join(dir, "relay")
 		out, err := exec.Command("go", "build", "-o", exePath, ".").CombinedOutput()
 		if err != nil {
