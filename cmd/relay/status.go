@@ -6,9 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -168,7 +170,7 @@ func writeStatus(w io.Writer, r health.Report, colour bool) error {
 	} else {
 		tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
 		fmt.Fprintln(tw, "BREAKER\tSTATE\tFAILURES\tSUCCESSES")
-		for _, name := range sortedNames(r.CircuitBreakers) {
+		for _, name := range slices.Sorted(maps.Keys(r.CircuitBreakers)) {
 			s := r.CircuitBreakers[name]
 			fmt.Fprintf(tw, "%s\t%s\t%d\t%d\n", name, s.State, s.FailureCount, s.SuccessCount)
 		}
@@ -182,7 +184,7 @@ func writeStatus(w io.Writer, r health.Report, colour bool) error {
 	} else {
 		tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
 		fmt.Fprintln(tw, "BULKHEAD\tBUSY\tAVAILABLE\tWAITING\tCAPACITY")
-		for _, name := range sortedNames(r.Bulkheads) {
+		for _, name := range slices.Sorted(maps.Keys(r.Bulkheads)) {
 			s := r.Bulkheads[name]
 			fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\n", name, s.Busy, s.Available, s.Waiting, s.Capacity)
 		}

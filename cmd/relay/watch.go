@@ -7,9 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"os/signal"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -309,7 +310,7 @@ func formatHealth(r health.Report, colour bool) string {
 	}
 	closed := 0
 	var trouble []string
-	for _, name := range sortedNames(r.CircuitBreakers) {
+	for _, name := range slices.Sorted(maps.Keys(r.CircuitBreakers)) {
 		if st := r.CircuitBreakers[name].State; st == "closed" {
 			closed++
 		} else {
@@ -325,7 +326,7 @@ func formatHealth(r health.Report, colour bool) string {
 		fmt.Fprintf(&b, " breakers: %d closed", closed)
 	}
 	var pools []string
-	for _, name := range sortedNames(r.Bulkheads) {
+	for _, name := range slices.Sorted(maps.Keys(r.Bulkheads)) {
 		s := r.Bulkheads[name]
 		p := fmt.Sprintf("%s %d/%d busy", clean(name), s.Busy, s.Capacity)
 		if s.Waiting > 0 {
@@ -370,13 +371,4 @@ func clean(s string) string {
 		return r
 	}, s)
 	return strings.Join(strings.Fields(s), " ")
-}
-
-func sortedNames[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }
