@@ -41,9 +41,6 @@ func (l *List) Merge(prefix string, err error) {
 	}
 }
 
-// Len reports how many problems were recorded.
-func (l *List) Len() int { return len(l.errs) }
-
 // Err returns nil when nothing was recorded, otherwise an error that joins
 // every problem (sorted by key, so output is stable) and unwraps to each.
 func (l *List) Err() error {
