@@ -80,7 +80,7 @@ func WithExactHoldTimes() Option {
 
 // New builds a bulkhead from s (zero fields take their defaults). It
 // returns the problems of s, keyed by configuration name, when s is
-// invalid.
+// invalid. Nil options are ignored rather than panicking.
 func New(name string, s Settings, opts ...Option) (*Bulkhead, error) {
 	if err := s.Validate(); err != nil {
 		return nil, err
@@ -88,7 +88,9 @@ func New(name string, s Settings, opts ...Option) (*Bulkhead, error) {
 	s = s.WithDefaults()
 	o := options{clock: clock.Real}
 	for _, opt := range opts {
-		opt(&o)
+		if opt != nil {
+			opt(&o)
+		}
 	}
 	n := s.Capacity()
 	b := &Bulkhead{

@@ -221,6 +221,16 @@ func TestNewRejectsBadSettings(t *testing.T) {
 	}
 }
 
+func TestNilOptionsIgnored(t *testing.T) {
+	b, err := New("n", Settings{Size: 1}, nil, WithClock(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := b.Stats().Capacity; got != 1 {
+		t.Fatalf("Capacity = %d, want 1", got)
+	}
+}
+
 func TestNameAndSettings(t *testing.T) {
 	b := mustNew(t, Settings{Size: 5, Overflow: 2, Timeout: 30 * time.Second, RateLimit: 10})
 	if b.Name() != "test" {
