@@ -44,6 +44,9 @@ type fileReconnect struct {
 	Max     duration `mapstructure:"max" yaml:"max"`
 }
 
+// fileTLS is TLS with its keys. Its fields are TLS's, in the same order, so
+// that the two convert into each other; a field added to one alone does
+// not compile rather than being dropped on the way.
 type fileTLS struct {
 	CAFile             string `mapstructure:"ca_file" yaml:"ca_file"`
 	CertFile           string `mapstructure:"cert_file" yaml:"cert_file"`
@@ -311,13 +314,7 @@ func (f *fileConfig) config(l *fielderr.List) *Config {
 				Initial: time.Duration(f.AMQP.Reconnect.Initial),
 				Max:     time.Duration(f.AMQP.Reconnect.Max),
 			},
-			TLS: TLS{
-				CAFile:             f.AMQP.TLS.CAFile,
-				CertFile:           f.AMQP.TLS.CertFile,
-				KeyFile:            f.AMQP.TLS.KeyFile,
-				ServerName:         f.AMQP.TLS.ServerName,
-				InsecureSkipVerify: f.AMQP.TLS.InsecureSkipVerify,
-			},
+			TLS:       TLS(f.AMQP.TLS),
 			Heartbeat: time.Duration(f.AMQP.Heartbeat),
 		},
 		HTTP:      HTTP{Listen: f.HTTP.Listen},
@@ -389,13 +386,7 @@ func (c *Config) file() *fileConfig {
 				Initial: duration(c.AMQP.Reconnect.Initial),
 				Max:     duration(c.AMQP.Reconnect.Max),
 			},
-			TLS: fileTLS{
-				CAFile:             c.AMQP.TLS.CAFile,
-				CertFile:           c.AMQP.TLS.CertFile,
-				KeyFile:            c.AMQP.TLS.KeyFile,
-				ServerName:         c.AMQP.TLS.ServerName,
-				InsecureSkipVerify: c.AMQP.TLS.InsecureSkipVerify,
-			},
+			TLS:       fileTLS(c.AMQP.TLS),
 			Heartbeat: duration(c.AMQP.Heartbeat),
 		},
 		HTTP:      fileHTTP{Listen: c.HTTP.Listen},
