@@ -270,10 +270,25 @@ type replies struct {
 
 func (e *env) replyQueue() *replies {
 	e.t.Helper()
+	return e.subscribe("")
+}
+
+// subscribe declares a private queue, binds it with key to each of the
+// topic exchanges (declaring them), and keeps every message that arrives.
+func (e *env) subscribe(key string, exchanges ...string) *replies {
+	e.t.Helper()
 	ch := testbroker.Channel(e.t, e.url)
 	q, err := ch.QueueDeclare("", false, true, true, false, nil)
 	if err != nil {
 		e.t.Fatal(err)
+	}
+	for _, x := range exchanges {
+		if err := ch.ExchangeDeclare(x, "topic", true, false, false, false, nil); err != nil {
+			e.t.Fatal(err)
+		}
+		if err := ch.QueueBind(q.Name, key, x, false, nil); err != nil {
+			e.t.Fatal(err)
+		}
 	}
 	return e.collect(ch, q.Name)
 }
@@ -394,20 +409,7 @@ func (e *env) take(queue string) []amqp.Delivery {
 // exchanges, and every event that arrived on it.
 func (e *env) events(cfg *config.Config) *replies {
 	e.t.Helper()
-	ch := testbroker.Channel(e.t, e.url)
-	q, err := ch.QueueDeclare("", false, true, true, false, nil)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	for _, x := range []string{cfg.Algedonic.PainExchange, cfg.Algedonic.PleasureExchange} {
-		if err := ch.ExchangeDeclare(x, "topic", true, false, false, false, nil); err != nil {
-			e.t.Fatal(err)
-		}
-		if err := ch.QueueBind(q.Name, "#", x, false, nil); err != nil {
-			e.t.Fatal(err)
-		}
-	}
-	return e.collect(ch, q.Name)
+	return e.subscribe("#", cfg.Algedonic.PainExchange, cfg.Algedonic.PleasureExchange)
 }
 
 func eventually(t *testing.T, timeout time.Duration, what string, cond func() bool) {

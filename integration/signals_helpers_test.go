@@ -19,7 +19,6 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 	"github.com/vsm-relay/relay/algedonic"
 	"github.com/vsm-relay/relay/config"
-	"github.com/vsm-relay/relay/internal/testbroker"
 )
 
 // This file holds what the signal tests share: a strict reader of
@@ -430,30 +429,7 @@ func getHealth(t *testing.T, cfg *config.Config, since time.Time, run *running) 
 // health exchange, and every report that arrived on it.
 func healthReports(e *env, cfg *config.Config) *replies {
 	e.t.Helper()
-	ch := testbroker.Channel(e.t, e.url)
-	if err := ch.ExchangeDeclare(cfg.Health.Exchange, "topic", true, false, false, false, nil); err != nil {
-		e.t.Fatal(err)
-	}
-	q, err := ch.QueueDeclare("", false, true, true, false, nil)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	if err := ch.QueueBind(q.Name, "health.#", cfg.Health.Exchange, false, nil); err != nil {
-		e.t.Fatal(err)
-	}
-	msgs, err := ch.Consume(q.Name, "", true, true, false, false, nil)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	rep := &replies{queue: q.Name}
-	go func() {
-		for m := range msgs {
-			rep.mu.Lock()
-			rep.got = append(rep.got, m)
-			rep.mu.Unlock()
-		}
-	}()
-	return rep
+	return e.subscribe("health.#", cfg.Health.Exchange)
 }
 
 // promSample is one line of the Prometheus text format.
