@@ -13,7 +13,6 @@ import (
 	"github.com/vsm-relay/relay/backoff"
 	"github.com/vsm-relay/relay/breaker"
 	"github.com/vsm-relay/relay/broker"
-	"github.com/vsm-relay/relay/bulkhead"
 	"github.com/vsm-relay/relay/config"
 	"github.com/vsm-relay/relay/metrics"
 )
@@ -34,10 +33,9 @@ type outboundQueue struct {
 	dest     *broker.Conn // nil: the relay's own publish connection
 	destURL  string
 	pub      *broker.Publisher
-	breaker  *breaker.Breaker
-	bulkhead *bulkhead.Bulkhead
-	m        *metrics.OutboundMetrics
-	log      *slog.Logger
+	guard
+	m   *metrics.OutboundMetrics
+	log *slog.Logger
 
 	consumer *broker.Consumer
 	workers  *pool
@@ -51,10 +49,14 @@ func newOutboundQueue(r *Relay, o config.Outbound) *outboundQueue {
 		prefetch: o.Prefetch,
 		allowed:  make(map[string]bool, len(o.Exchanges)),
 		destURL:  o.URL,
-		breaker:  r.breakers[o.Breaker],
-		bulkhead: r.bulkheads[o.Bulkhead],
-		m:        r.metrics.Outbound(o.Queue),
-		log:      r.log.With("queue", o.Queue),
+		guard: guard{
+			breaker:  r.breakers[o.Breaker],
+			bulkhead: r.bulkheads[o.Bulkhead],
+			poolWait: r.metrics.BulkheadWait(o.Bulkhead),
+			onReject: r.bulkheadRejected,
+		},
+		m:   r.metrics.Outbound(o.Queue),
+		log: r.log.With("queue", o.Queue),
 	}
 	names := append([]string(nil), o.Exchanges...)
 	sort.Strings(names)
@@ -174,41 +176,29 @@ func (o *outboundQueue) destination(h amqp.Table) (exchange, key, problem string
 	return exchange, key, ""
 }
 
-// publishOnce runs one protected publish: a bulkhead slot, a breaker
-// permit, the publish and its confirm.
+// publishOnce publishes through the guard and waits for the confirm. An
+// unroutable return counts as the destination's success: it answered,
+// and routing is the sender's problem.
 func (o *outboundQueue) publishOnce(ctx context.Context, exchange, key string, msg amqp.Publishing) error {
-	h, err := o.bulkhead.Checkout(ctx)
-	if err != nil {
-		if ctx.Err() != nil {
-			return ctx.Err()
+	var err error
+	if gerr := o.run(ctx, func() (breaker.Outcome, error) {
+		start := time.Now()
+		var conf *broker.Confirmation
+		if conf, err = o.pub.Publish(ctx, exchange, key, true, msg); err == nil {
+			err = conf.Wait(ctx)
 		}
-		o.r.bulkheadRejected(o.bulkhead, err)
-		return fmt.Errorf("bulkhead %s rejected the message (%s)", o.bulkhead.Name(), bulkhead.Reason(err))
-	}
-	defer o.bulkhead.Checkin(h)
-	p, err := o.breaker.Allow()
-	if err != nil {
-		if errors.Is(err, breaker.ErrTooManyProbes) {
-			return errProbeBusy
+		switch {
+		case err == nil:
+			o.m.ConfirmLatency.Observe(time.Since(start).Seconds())
+			return breaker.Success, nil
+		case errors.Is(err, broker.ErrReturned):
+			return breaker.Success, nil
+		case ctx.Err() != nil:
+			return breaker.Neutral, nil
 		}
-		return errBreakerOpen
-	}
-	start := time.Now()
-	conf, err := o.pub.Publish(ctx, exchange, key, true, msg)
-	if err == nil {
-		err = conf.Wait(ctx)
-	}
-	switch {
-	case err == nil:
-		o.m.ConfirmLatency.Observe(time.Since(start).Seconds())
-		o.breaker.Done(p, breaker.Success, nil)
-	case errors.Is(err, broker.ErrReturned):
-		// The destination answered: routing is the sender's problem.
-		o.breaker.Done(p, breaker.Success, nil)
-	case ctx.Err() != nil:
-		o.breaker.Done(p, breaker.Neutral, nil)
-	default:
-		o.breaker.Done(p, breaker.Failure, err)
+		return breaker.Failure, err
+	}); gerr != nil {
+		return gerr
 	}
 	return err
 }

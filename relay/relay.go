@@ -177,20 +177,22 @@ func New(cfg *config.Config, opts Options) (*Relay, error) {
 			h.Set(k, v)
 		}
 		r.targets[name] = &target{
-			name:      name,
-			url:       tc.URL,
-			method:    tc.Method,
-			timeout:   tc.Timeout,
-			headers:   h,
-			maxReq:    tc.MaxRequestBytes,
-			maxResp:   tc.MaxResponseBytes,
-			client:    client,
-			breaker:   r.breakers[tc.Breaker],
-			bulkhead:  r.bulkheads[tc.Bulkhead],
+			name:    name,
+			url:     tc.URL,
+			method:  tc.Method,
+			timeout: tc.Timeout,
+			headers: h,
+			maxReq:  tc.MaxRequestBytes,
+			maxResp: tc.MaxResponseBytes,
+			client:  client,
+			guard: guard{
+				breaker:  r.breakers[tc.Breaker],
+				bulkhead: r.bulkheads[tc.Bulkhead],
+				poolWait: m.BulkheadWait(tc.Bulkhead),
+				onReject: r.bulkheadRejected,
+			},
 			policy:    cfg.Backoff[tc.Backoff],
 			m:         m.Target(name),
-			poolWait:  m.BulkheadWait(tc.Bulkhead),
-			onReject:  r.bulkheadRejected,
 			userAgent: ua,
 		}
 	}

@@ -11,10 +11,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/vsm-relay/relay/backoff"
 	"github.com/vsm-relay/relay/breaker"
-	"github.com/vsm-relay/relay/bulkhead"
 	"github.com/vsm-relay/relay/metrics"
 )
 
@@ -44,20 +42,17 @@ type result struct {
 
 // target is a downstream HTTP service and the protections around it.
 type target struct {
-	name      string
-	url       string
-	method    string
-	timeout   time.Duration
-	headers   http.Header
-	maxReq    int64
-	maxResp   int64
-	client    *http.Client
-	breaker   *breaker.Breaker
-	bulkhead  *bulkhead.Bulkhead
+	name    string
+	url     string
+	method  string
+	timeout time.Duration
+	headers http.Header
+	maxReq  int64
+	maxResp int64
+	client  *http.Client
+	guard
 	policy    backoff.Policy
 	m         *metrics.TargetMetrics
-	poolWait  prometheus.Observer
-	onReject  func(b *bulkhead.Bulkhead, err error)
 	userAgent string
 }
 
@@ -194,42 +189,22 @@ func readLimited(r io.Reader, limit int64) (body []byte, tooLarge bool, err erro
 	return body, false, nil
 }
 
-// errBreakerOpen and errProbeBusy end an attempt before any request.
-var (
-	errBreakerOpen = errors.New("breaker open")
-	errProbeBusy   = errors.New("half-open probe slots busy")
-)
-
-// attempt runs one protected call: a bulkhead slot, a breaker permit,
-// then the request. A pool rejection is a retryable result that the
-// breaker never sees; an open breaker is errBreakerOpen.
+// attempt makes one protected request. A pool rejection is a retryable
+// result that spends no attempt; an open breaker is errBreakerOpen.
 func (t *target) attempt(ctx context.Context, tk *task) (result, error) {
-	waitStart := time.Now()
-	h, err := t.bulkhead.Checkout(ctx)
-	t.poolWait.Observe(time.Since(waitStart).Seconds())
-	if err != nil {
-		if ctx.Err() != nil {
-			return result{}, ctx.Err()
+	var res result
+	err := t.run(ctx, func() (breaker.Outcome, error) {
+		res = t.call(ctx, tk)
+		if res.breakerOutcome == breaker.Failure {
+			return breaker.Failure, errors.New(shortReason(res))
 		}
-		t.onReject(t.bulkhead, err)
-		return result{kind: kindRetryable, breakerOutcome: breaker.Neutral, local: true,
-			reason: fmt.Sprintf("bulkhead %s rejected the task (%s)", t.bulkhead.Name(), bulkhead.Reason(err))}, nil
+		return res.breakerOutcome, nil
+	})
+	var rej *poolRejection
+	if errors.As(err, &rej) {
+		return result{kind: kindRetryable, breakerOutcome: breaker.Neutral, local: true, reason: rej.Error()}, nil
 	}
-	defer t.bulkhead.Checkin(h)
-	p, err := t.breaker.Allow()
-	if err != nil {
-		if errors.Is(err, breaker.ErrTooManyProbes) {
-			return result{}, errProbeBusy
-		}
-		return result{}, errBreakerOpen
-	}
-	res := t.call(ctx, tk)
-	var reason error
-	if res.breakerOutcome == breaker.Failure {
-		reason = errors.New(shortReason(res))
-	}
-	t.breaker.Done(p, res.breakerOutcome, reason)
-	return res, nil
+	return res, err
 }
 
 // shortReason is what the breaker remembers as its last failure.
