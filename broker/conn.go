@@ -6,12 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
+	"math"
 	"net"
 	"sync"
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
+	"github.com/vsm-relay/relay/backoff"
 )
 
 // Options configure a Conn. Zero values mean the defaults noted.
@@ -43,6 +44,12 @@ type Options struct {
 	Topology func(conn *amqp.Connection) error
 	// Logger receives connection life-cycle lines. Nil: discarded.
 	Logger *slog.Logger
+}
+
+// redialPolicy paces redials: exponential from ReconnectInitial to
+// ReconnectMax with full jitter, for as long as it takes.
+func (o Options) redialPolicy() backoff.Policy {
+	return backoff.Policy{Initial: o.ReconnectInitial, Max: o.ReconnectMax, Multiplier: 2, Jitter: backoff.Full, MaxRetries: math.MaxInt}
 }
 
 func (o Options) withDefaults() Options {
@@ -144,7 +151,7 @@ func Dial(ctx context.Context, opts Options) (*Conn, error) {
 	ctx, cancel := context.WithTimeout(ctx, opts.ConnectTimeout)
 	defer cancel()
 	var lastErr error
-	delay := newDelays(opts.ReconnectInitial, opts.ReconnectMax)
+	delay := opts.redialPolicy().Start()
 	for {
 		conn, err := c.connect()
 		if err == nil {
@@ -159,7 +166,8 @@ func Dial(ctx context.Context, opts Options) (*Conn, error) {
 			return nil, fmt.Errorf("broker %s: %w", RedactURL(opts.URL), err)
 		}
 		c.log.Warn("broker connection failed, retrying", "url", RedactURL(opts.URL), "err", err.Error())
-		if werr := sleepCtx(ctx, delay.next()); werr != nil {
+		d, _ := delay.Next()
+		if werr := backoff.Sleep(ctx, d); werr != nil {
 			return nil, fmt.Errorf("could not connect to broker %s within %s: %s",
 				RedactURL(opts.URL), opts.ConnectTimeout, lastErr)
 		}
@@ -330,12 +338,15 @@ func (c *Conn) markLost(reason string) {
 
 // redial dials until it succeeds or the Conn is closed.
 func (c *Conn) redial() (*amqp.Connection, time.Duration, bool) {
-	delay := newDelays(c.opts.ReconnectInitial, c.opts.ReconnectMax)
+	delay := c.opts.redialPolicy().Start()
 	for {
+		d, _ := delay.Next()
+		t := time.NewTimer(d)
 		select {
 		case <-c.done:
+			t.Stop()
 			return nil, 0, false
-		case <-time.After(delay.next()):
+		case <-t.C:
 		}
 		conn, err := c.connect()
 		if err == nil {
@@ -477,32 +488,3 @@ func (c *Conn) Close() error {
 
 // Done is closed when Close is called.
 func (c *Conn) Done() <-chan struct{} { return c.done }
-
-// delays yields exponential delays with full jitter.
-type delays struct {
-	cur, max time.Duration
-}
-
-func newDelays(initial, max time.Duration) *delays { return &delays{cur: initial, max: max} }
-
-func (d *delays) next() time.Duration {
-	v := time.Duration(rand.Int64N(int64(d.cur) + 1))
-	if d.cur < d.max {
-		d.cur *= 2
-		if d.cur > d.max {
-			d.cur = d.max
-		}
-	}
-	return v
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
