@@ -127,22 +127,15 @@ func TestFaultsMemoryAlarm(t *testing.T) {
 	l.publishNow(e.url, q, n, n+100, body)
 	raised = raise()
 	eventually(t, 30*time.Second, "relay not ready while blocked again", blocked)
-	stopping := time.Now()
-	run.cancel()
 	// shutdown_timeout, then a bounded wind-down: signals are given 3s to
 	// flush, cancelled work a moment to hand its tasks back.
 	limit := cfg.ShutdownTimeout + 6*time.Second
-	select {
-	case err := <-run.done:
-		run.done <- err
-		if err != nil {
-			t.Errorf("Run returned %v", err)
-		}
-		t.Logf("stopped while blocked: Run returned after %s", time.Since(stopping).Round(time.Millisecond))
-	case <-time.After(limit):
+	took, ok := run.stopWithin(t, limit)
+	if !ok {
 		restore()
 		t.Fatalf("relay stopped while the broker blocked it has not returned after %s (shutdown_timeout %s)", limit, cfg.ShutdownTimeout)
 	}
+	t.Logf("stopped while blocked: Run returned after %s", took.Round(time.Millisecond))
 	restore()
 	t.Logf("second alarm on for %s", time.Since(raised).Round(time.Millisecond))
 

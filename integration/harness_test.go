@@ -185,15 +185,26 @@ func (e *env) startRelay(cfg *config.Config) *running {
 }
 
 func (run *running) stop(t *testing.T) {
+	if _, ok := run.stopWithin(t, 30*time.Second); !ok {
+		t.Errorf("relay did not stop within 30s")
+	}
+}
+
+// stopWithin cancels the relay and waits up to limit for Run to return.
+// It reports how long Run took, or false when it had not returned.
+func (run *running) stopWithin(t *testing.T, limit time.Duration) (time.Duration, bool) {
+	t.Helper()
+	stopping := time.Now()
 	run.cancel()
 	select {
 	case err := <-run.done:
+		run.done <- err // keep it for a second stop
 		if err != nil {
 			t.Errorf("relay Run returned %v", err)
 		}
-		run.done <- err // keep it for a second stop
-	case <-time.After(30 * time.Second):
-		t.Errorf("relay did not stop within 30s")
+		return time.Since(stopping), true
+	case <-time.After(limit):
+		return 0, false
 	}
 }
 
