@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/vsm-relay/relay/internal/promreg"
 )
 
 type sigSource struct {
@@ -59,14 +60,8 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	if reg == nil {
 		return m, nil
 	}
-	cs := []prometheus.Collector{m.signals, m.dropped, m.published, m.failures, m.coalesced, m.pending}
-	for i, c := range cs {
-		if err := reg.Register(c); err != nil {
-			for _, done := range cs[:i] {
-				reg.Unregister(done)
-			}
-			return nil, fmt.Errorf("algedonic: registering metrics: %w", err)
-		}
+	if _, err := promreg.RegisterAll(reg, m.signals, m.dropped, m.published, m.failures, m.coalesced, m.pending); err != nil {
+		return nil, fmt.Errorf("algedonic: registering metrics: %w", err)
 	}
 	return m, nil
 }

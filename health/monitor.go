@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/vsm-relay/relay/internal/promreg"
 
 	"github.com/vsm-relay/relay/algedonic"
 	"github.com/vsm-relay/relay/breaker"
@@ -166,11 +167,7 @@ func NewMonitor(cfg Config, src Sources, emit func(algedonic.Event), pub algedon
 		rejected: map[string]uint64{},
 	}
 	if o.reg != nil {
-		if err := o.reg.Register(m.status); err != nil {
-			return nil, fmt.Errorf("health: registering metrics: %w", err)
-		}
-		if err := o.reg.Register(m.failures); err != nil {
-			o.reg.Unregister(m.status)
+		if _, err := promreg.RegisterAll(o.reg, m.status, m.failures); err != nil {
 			return nil, fmt.Errorf("health: registering metrics: %w", err)
 		}
 	}

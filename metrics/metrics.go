@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/vsm-relay/relay/internal/promreg"
 )
 
 // namespace prefixes every metric of the relay.
@@ -196,17 +197,15 @@ func (m *Metrics) orDetached() *Metrics {
 	return m
 }
 
-// registerAll registers cs on reg, all or none: on the first failure it
-// unregisters those it had registered, so that the caller may resolve the
-// clash and try again.
+// registerAll registers cs on reg, all or none (see promreg), naming the
+// metric that clashed.
 func registerAll(reg prometheus.Registerer, cs ...named) error {
+	collectors := make([]prometheus.Collector, len(cs))
 	for i, n := range cs {
-		if err := reg.Register(n.c); err != nil {
-			for _, done := range cs[:i] {
-				reg.Unregister(done.c)
-			}
-			return fmt.Errorf("metrics: register %s: %w", n.name, err)
-		}
+		collectors[i] = n.c
+	}
+	if i, err := promreg.RegisterAll(reg, collectors...); err != nil {
+		return fmt.Errorf("metrics: register %s: %w", cs[i].name, err)
 	}
 	return nil
 }
