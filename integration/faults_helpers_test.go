@@ -39,14 +39,7 @@ type faultProxy struct {
 
 func newFaultProxy(t *testing.T, brokerURL string) *faultProxy {
 	t.Helper()
-	u, err := url.Parse(brokerURL)
-	if err != nil {
-		t.Fatalf("broker URL: %v", err)
-	}
-	upstream := u.Host
-	if u.Port() == "" {
-		upstream = net.JoinHostPort(u.Hostname(), "5672")
-	}
+	upstream := brokerAddr(t, brokerURL)
 	// Toxics log through zerolog's global logger.
 	zerolog.SetGlobalLevel(zerolog.Disabled)
 	srv := toxiproxy.NewServer(toxiproxy.NewMetricsContainer(nil), zerolog.Nop())
@@ -60,11 +53,30 @@ func newFaultProxy(t *testing.T, brokerURL string) *faultProxy {
 
 // url is brokerURL with its host replaced by the proxy's address.
 func (f *faultProxy) url(brokerURL string) string {
+	return withHost(f.t, brokerURL, f.p.Listen)
+}
+
+// brokerAddr is the host:port a proxy in front of brokerURL dials.
+func brokerAddr(t *testing.T, brokerURL string) string {
+	t.Helper()
 	u, err := url.Parse(brokerURL)
 	if err != nil {
-		f.t.Fatalf("broker URL: %v", err)
+		t.Fatalf("broker URL: %v", err)
 	}
-	u.Host = f.p.Listen
+	if u.Port() == "" {
+		return net.JoinHostPort(u.Hostname(), "5672")
+	}
+	return u.Host
+}
+
+// withHost is brokerURL with its host:port replaced by addr.
+func withHost(t *testing.T, brokerURL, addr string) string {
+	t.Helper()
+	u, err := url.Parse(brokerURL)
+	if err != nil {
+		t.Fatalf("broker URL: %v", err)
+	}
+	u.Host = addr
 	return u.String()
 }
 

@@ -7,7 +7,6 @@ import (
 	"io"
 	"math"
 	"net"
-	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -574,6 +573,7 @@ func (m promText) sum(name string, kv ...string) float64 {
 // connection that is cut cannot come back until the test releases it.
 // Connections are numbered in the order they were forwarded.
 type gateProxy struct {
+	t        *testing.T
 	ln       net.Listener
 	upstream string
 	held     atomic.Bool
@@ -597,19 +597,11 @@ func (l *proxyLink) close() {
 
 func newGateProxy(t *testing.T, brokerURL string) *gateProxy {
 	t.Helper()
-	u, err := url.Parse(brokerURL)
-	if err != nil {
-		t.Fatalf("broker URL: %v", err)
-	}
-	upstream := u.Host
-	if u.Port() == "" {
-		upstream = net.JoinHostPort(u.Hostname(), "5672")
-	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &gateProxy{ln: ln, upstream: upstream}
+	p := &gateProxy{t: t, ln: ln, upstream: brokerAddr(t, brokerURL)}
 	p.wg.Add(1)
 	go p.accept()
 	t.Cleanup(p.close)
@@ -618,9 +610,7 @@ func newGateProxy(t *testing.T, brokerURL string) *gateProxy {
 
 // url is brokerURL with its host replaced by the proxy's address.
 func (p *gateProxy) url(brokerURL string) string {
-	u, _ := url.Parse(brokerURL)
-	u.Host = p.ln.Addr().String()
-	return u.String()
+	return withHost(p.t, brokerURL, p.ln.Addr().String())
 }
 
 func (p *gateProxy) accept() {
