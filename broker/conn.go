@@ -189,7 +189,10 @@ func (c *Conn) connect() (*amqp.Connection, error) {
 	props.SetClientConnectionName(connectionName(c.opts.Instance, c.opts.Name))
 	conn, err := amqp.DialConfig(c.opts.URL, amqp.Config{
 		Heartbeat:       c.opts.Heartbeat,
-		TLSClientConfig: c.opts.TLS,
+		// amqp091 writes the URL's host into an empty ServerName of the
+		// config it is handed; the relay shares one config among its
+		// connections, which may dial different hosts (and concurrently).
+		TLSClientConfig: c.opts.TLS.Clone(),
 		Properties:      props,
 		Locale:          "en_US",
 		Dial:            corkedDial(dialTimeout),

@@ -27,10 +27,15 @@ func TestDialOverTLS(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
 	var c *Conn
-	c, err = Dial(ctx, Options{Name: "tls", URL: "amqps://guest:guest@" + addr + "/",
-		TLS: &tls.Config{RootCAs: files.Pool, MinVersion: tls.VersionTLS12}, Topology: declareQueues(q)})
+	shared := &tls.Config{RootCAs: files.Pool, MinVersion: tls.VersionTLS12}
+	c, err = Dial(ctx, Options{Name: "tls", URL: "amqps://guest:guest@" + addr + "/", TLS: shared, Topology: declareQueues(q)})
 	if err != nil {
 		t.Fatalf("Dial over TLS: %v", err)
+	}
+	// The relay hands one config to every connection, each maybe to
+	// another host: a dial must not write its host into it.
+	if shared.ServerName != "" {
+		t.Fatalf("Dial wrote ServerName %q into the caller's TLS config", shared.ServerName)
 	}
 	defer c.Close()
 	pub := c.NewPublisher()
