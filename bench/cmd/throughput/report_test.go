@@ -35,10 +35,15 @@ func sampleReport() *Report {
 
 func TestRatios(t *testing.T) {
 	r := sampleReport()
-	// Round ratios 1.2, 1.0, 0.8: the median is 1.0, not the ratio of
-	// the medians (3000 / 3000 would also be 1.0, so round 3 differs).
+	// Round ratios 1.2, 1.0, 0.8: the median is 1.0.
 	if got := r.WorkRatio(); got != 1.0 {
 		t.Errorf("WorkRatio = %v, want 1.0", got)
+	}
+	// Round ratios 1.2, 1.0, 2.0: the median is 1.2, where the ratio of
+	// the medians would still be 3000 / 3000.
+	r.Work[2].Plain.Rate = 1000
+	if got := r.WorkRatio(); got != 1.2 {
+		t.Errorf("WorkRatio = %v, want 1.2 (median of the round ratios, not ratio of the medians)", got)
 	}
 	if got := r.OutboundRatio(); got != 1.0 {
 		t.Errorf("OutboundRatio = %v, want 1.0 (median of 0.9 and 1.1)", got)
