@@ -44,6 +44,10 @@ type Options struct {
 	Topology func(conn *amqp.Connection) error
 	// Logger receives connection life-cycle lines. Nil: discarded.
 	Logger *slog.Logger
+	// OnConfirm, when set, learns the outcome of every publish made on
+	// this connection (what Confirmation.Err returns), for metrics. It is
+	// called from the publisher's confirm goroutine and must not block.
+	OnConfirm func(err error)
 }
 
 // redialPolicy paces redials: exponential from ReconnectInitial to
@@ -188,7 +192,7 @@ func (c *Conn) connect() (*amqp.Connection, error) {
 	props := amqp.NewConnectionProperties()
 	props.SetClientConnectionName(connectionName(c.opts.Instance, c.opts.Name))
 	conn, err := amqp.DialConfig(c.opts.URL, amqp.Config{
-		Heartbeat:       c.opts.Heartbeat,
+		Heartbeat: c.opts.Heartbeat,
 		// amqp091 writes the URL's host into an empty ServerName of the
 		// config it is handed; the relay shares one config among its
 		// connections, which may dial different hosts (and concurrently).

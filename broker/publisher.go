@@ -35,6 +35,8 @@ type Confirmation struct {
 	exchange  string
 	key       string
 	msg       *amqp.Publishing
+
+	onDone func(error) // Options.OnConfirm
 }
 
 // Done is closed once the outcome is known.
@@ -62,6 +64,9 @@ func (c *Confirmation) resolve(err error) {
 	c.err = err
 	c.msg = nil
 	close(c.done)
+	if c.onDone != nil {
+		c.onDone(err)
+	}
 }
 
 // Publish sends msg to exchange with routing key, and returns at once
@@ -69,7 +74,7 @@ func (c *Confirmation) resolve(err error) {
 // is down or blocked. With mandatory, an unroutable message resolves with
 // a *ReturnedError. msg must not be changed until the Confirmation is done.
 func (p *Publisher) Publish(ctx context.Context, exchange, key string, mandatory bool, msg amqp.Publishing) (*Confirmation, error) {
-	conf := &Confirmation{done: make(chan struct{}), mandatory: mandatory, exchange: exchange, key: key}
+	conf := &Confirmation{done: make(chan struct{}), mandatory: mandatory, exchange: exchange, key: key, onDone: p.conn.opts.OnConfirm}
 	if mandatory {
 		conf.msg = &msg
 	}

@@ -120,6 +120,10 @@ outbound:
 	if !strings.Contains(body, `relay_amqp_connected{connection="outbound `+q+`"} 1`) {
 		t.Fatalf("metrics lack the destination connection:\n%s", grepLines(body, "relay_amqp_connected"))
 	}
+	// Every publish through the destination's connection was confirmed.
+	if want := fmt.Sprintf(`relay_amqp_publishes_total{connection="outbound %s",outcome="ack"} %d`, q, n); !strings.Contains(body, want) {
+		t.Fatalf("metrics lack %s:\n%s", want, grepLines(body, "relay_amqp_publishes_total"))
+	}
 }
 
 func grepLines(text, sub string) string {

@@ -1,10 +1,13 @@
 package relay
 
 import (
+	"context"
+	"fmt"
 	"strings"
 	"testing"
 
 	amqp "github.com/rabbitmq/amqp091-go"
+	"github.com/vsm-relay/relay/broker"
 )
 
 func testOutbound() *outboundQueue {
@@ -53,4 +56,20 @@ func FuzzOutboundDestination(f *testing.F) {
 			t.Fatalf("a refused message still named a destination: %q %q (%s)", ex, k, problem)
 		}
 	})
+}
+
+func TestConfirmOutcomes(t *testing.T) {
+	cases := map[error]string{
+		nil:                                   "ack",
+		&broker.ReturnedError{ReplyCode: 312}: "returned",
+		broker.ErrNacked:                      "nack",
+		broker.ErrLost:                        "lost",
+		context.DeadlineExceeded:              "lost",
+		fmt.Errorf("wrapped: %w", broker.ErrNacked): "nack",
+	}
+	for err, want := range cases {
+		if got := confirmOutcome(err); got != want {
+			t.Errorf("confirmOutcome(%v) = %q, want %q", err, got, want)
+		}
+	}
 }

@@ -319,12 +319,27 @@ func (r *Relay) listen() error {
 
 func (r *Relay) connOptions(tc *tls.Config, name, url string, topo func(*amqp.Connection) error) broker.Options {
 	a := r.cfg.AMQP
+	confirms := r.metrics.Broker(name).PublishConfirms
 	return broker.Options{
 		Name: name, Instance: r.cfg.Instance, URL: url, TLS: tc,
 		ConnectTimeout: a.ConnectTimeout, Heartbeat: a.Heartbeat,
 		ReconnectInitial: a.Reconnect.Initial, ReconnectMax: a.Reconnect.Max,
 		Topology: topo, Logger: r.log,
+		OnConfirm: func(err error) { confirms(confirmOutcome(err)).Inc() },
 	}
+}
+
+// confirmOutcome is the relay_amqp_publishes_total outcome of a publish.
+func confirmOutcome(err error) string {
+	switch {
+	case err == nil:
+		return metrics.ConfirmAck
+	case errors.Is(err, broker.ErrReturned):
+		return metrics.ConfirmReturned
+	case errors.Is(err, broker.ErrNacked):
+		return metrics.ConfirmNack
+	}
+	return metrics.ConfirmLost
 }
 
 // connect opens the publishing and consuming connections (separate, so
