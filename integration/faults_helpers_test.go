@@ -571,7 +571,7 @@ func settledQueues(cfg *config.Config) []string {
 	for _, w := range cfg.Work {
 		qs = append(qs, w.Queue)
 		for _, d := range w.Redelivery {
-			qs = append(qs, delayQueue(w.Queue, d))
+			qs = append(qs, relay.DelayQueueName(w.Queue, d))
 		}
 	}
 	for _, o := range cfg.Outbound {

@@ -121,7 +121,7 @@ func (e *env) loadConfig(extra string) *config.Config {
 	for _, w := range cfg.Work {
 		qs = append(qs, w.Queue, w.Queue+".dlq")
 		for _, d := range w.Redelivery {
-			qs = append(qs, delayQueue(w.Queue, d))
+			qs = append(qs, relay.DelayQueueName(w.Queue, d))
 		}
 	}
 	for _, o := range cfg.Outbound {
@@ -131,17 +131,6 @@ func (e *env) loadConfig(extra string) *config.Config {
 	return cfg
 }
 
-func delayQueue(q string, d time.Duration) string {
-	switch {
-	case d%time.Hour == 0:
-		return fmt.Sprintf("%s.delay.%dh", q, d/time.Hour)
-	case d%time.Minute == 0:
-		return fmt.Sprintf("%s.delay.%dm", q, d/time.Minute)
-	case d%time.Second == 0:
-		return fmt.Sprintf("%s.delay.%ds", q, d/time.Second)
-	}
-	return fmt.Sprintf("%s.delay.%dms", q, d/time.Millisecond)
-}
 
 // routeTo declares topic exchanges (deleted when the test ends) and a
 // queue dest bound to the first of them with bindingKey, the far side of

@@ -84,7 +84,7 @@ func TestOutagePainHeldTasksHealthMetricsAndRecoveryPleasure(t *testing.T) {
 	eventually(t, 15*time.Second, "breaker open", func() bool { return b.State().String() == "open" })
 	// The work queue holds every task, ready, with no consumer: the ones
 	// that failed come back from the 1s delay queue and wait too.
-	delays := []string{delayQueue(q, time.Second), delayQueue(q, 2*time.Second), delayQueue(q, 3*time.Second)}
+	delays := []string{relay.DelayQueueName(q, time.Second), relay.DelayQueueName(q, 2*time.Second), relay.DelayQueueName(q, 3*time.Second)}
 	eventually(t, 15*time.Second, "every task waiting in the work queue, no consumer", func() bool {
 		ready, consumers := e.depth(q)
 		for _, d := range delays {

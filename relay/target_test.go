@@ -165,8 +165,8 @@ func TestDelayQueueNames(t *testing.T) {
 		1500 * time.Millisecond: "q.delay.1500ms", 90 * time.Second: "q.delay.90s",
 	}
 	for d, want := range cases {
-		if got := delayQueueName("q", d); got != want {
-			t.Errorf("delayQueueName(%s) = %q, want %q", d, got, want)
+		if got := DelayQueueName("q", d); got != want {
+			t.Errorf("DelayQueueName(%s) = %q, want %q", d, got, want)
 		}
 	}
 }

@@ -50,15 +50,17 @@ func newWorkQueue(r *Relay, w config.Work, t *target) *workQueue {
 		concurrency: max(1, r.cfg.Targets[t.name].Concurrency),
 	}
 	for _, d := range w.Redelivery {
-		wq.delays = append(wq.delays, delayStep{delay: d, queue: delayQueueName(w.Queue, d)})
+		wq.delays = append(wq.delays, delayStep{delay: d, queue: DelayQueueName(w.Queue, d)})
 	}
 	return wq
 }
 
-// delayQueueName names a redelivery step's queue by its delay, so a
-// changed configuration declares a new queue instead of clashing with
+// DelayQueueName is the queue that holds a work queue's tasks for a
+// redelivery step of delay d before they go back: "<queue>.delay.<d>",
+// d written compactly (5s, 2m, 1h, 1500ms). It is named by its delay, so
+// a changed configuration declares a new queue instead of clashing with
 // the old one's TTL.
-func delayQueueName(queue string, d time.Duration) string {
+func DelayQueueName(queue string, d time.Duration) string {
 	return queue + ".delay." + compactDuration(d)
 }
 
