@@ -131,7 +131,6 @@ func (e *env) loadConfig(extra string) *config.Config {
 	return cfg
 }
 
-
 // routeTo declares topic exchanges (deleted when the test ends) and a
 // queue dest bound to the first of them with bindingKey, the far side of
 // an outbound path.
