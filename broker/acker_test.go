@@ -78,6 +78,80 @@ func TestAckerCoalesces(t *testing.T) {
 	}
 }
 
+func TestAckerBatchesInOrderAcksByPrefetch(t *testing.T) {
+	w := &wire{}
+	a := newAcker(w)
+	a.hold = time.Hour // only the batch size sends here
+	defer a.timer.Stop()
+	a.setPrefetch(8) // a batch of 2
+	for tag := uint64(1); tag <= 5; tag++ {
+		_ = a.ack(tag)
+	}
+	want := []string{"ack 2 multiple=true", "ack 4 multiple=true"}
+	if got := w.got(); !reflect.DeepEqual(got, want) {
+		t.Fatalf("frames %q, want %q", got, want)
+	}
+	// Acks held out of order fold into the batch once the gap fills.
+	_ = a.ack(7)
+	_ = a.ack(6)
+	want = append(want, "ack 7 multiple=true")
+	if got := w.got(); !reflect.DeepEqual(got, want) {
+		t.Fatalf("frames %q, want %q", got, want)
+	}
+	// Lowering the prefetch sends what a smaller batch would have.
+	_ = a.ack(8)
+	a.setPrefetch(1)
+	want = append(want, "ack 8 multiple=true")
+	if got := w.got(); !reflect.DeepEqual(got, want) {
+		t.Fatalf("frames %q, want %q", got, want)
+	}
+	_ = a.ack(9)
+	want = append(want, "ack 9 multiple=true")
+	if got := w.got(); !reflect.DeepEqual(got, want) {
+		t.Fatalf("prefetch 1: frames %q, want %q", got, want)
+	}
+}
+
+func TestAckerSendsAPartBatchAfterHoldFor(t *testing.T) {
+	w := &wire{}
+	a := newAcker(w)
+	a.hold = 20 * time.Millisecond
+	defer a.timer.Stop()
+	a.setPrefetch(400)
+	_ = a.ack(1)
+	_ = a.ack(2)
+	_ = a.ack(4) // held behind 3
+	if got := w.got(); len(got) != 0 {
+		t.Fatalf("sent before holdFor: %q", got)
+	}
+	waitFrames(t, w, 1)
+	if got := w.got(); got[0] != "ack 2 multiple=true" {
+		t.Fatalf("frames %q, want the part batch up to 2 first", got)
+	}
+	// The ack held out of order goes alone once it has waited holdFor.
+	waitFrames(t, w, 2)
+	if got := w.got(); len(got) != 2 || got[1] != "ack 4 multiple=false" {
+		t.Fatalf("frames %q", got)
+	}
+	// stop sends what is pending.
+	_ = a.ack(3)
+	a.stop()
+	if got := w.got(); len(got) != 3 || got[2] != "ack 3 multiple=true" {
+		t.Fatalf("after stop: frames %q", got)
+	}
+}
+
+func waitFrames(t *testing.T, w *wire, n int) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for len(w.got()) < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("waiting for %d frames: %q", n, w.got())
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
 func TestAckerSendsHeldAcksAfterHoldFor(t *testing.T) {
 	w := &wire{}
 	a := newAcker(w)

@@ -246,6 +246,7 @@ func (cs *Consumer) serve(ch *amqp.Channel) error {
 				return fmt.Errorf("setting prefetch %d: %w", prefetch, err)
 			}
 			appliedPrefetch = prefetch
+			acks.setPrefetch(prefetch)
 		}
 		if !paused && deliveries == nil {
 			tag = cs.nextTag()
