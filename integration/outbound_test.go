@@ -135,3 +135,62 @@ func grepLines(text, sub string) string {
 	}
 	return strings.Join(out, "\n")
 }
+
+// TestOutboundNackedPublishesRetriedUntilTheDestinationHasRoom fills a
+// destination queue that refuses publishes past 5 messages (the broker
+// nacks them): the refused messages are published again, go back to the
+// outbound queue when their attempts run out, and every one arrives once
+// room is made, none lost, none twice, none dead-lettered.
+func TestOutboundNackedPublishesRetriedUntilTheDestinationHasRoom(t *testing.T) {
+	e := newEnv(t)
+	q := e.name("it.out.full")
+	exch := e.name("it.out.full.events")
+	dest := e.name("it.out.full.dest")
+	e.own([]string{dest}, []string{exch})
+	if err := e.ch.ExchangeDeclare(exch, "topic", true, false, false, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.ch.QueueDeclare(dest, true, false, false, false, amqp.Table{"x-max-length": int32(5), "x-overflow": "reject-publish"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.ch.QueueBind(dest, "#", exch, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	cfg := e.loadConfig(fmt.Sprintf(`breakers:
+  amqp: {failure_threshold: 10000}
+bulkheads:
+  pool: {size: 8, overflow: 0, timeout: 5s}
+targets: {}
+work: []
+outbound:
+  - {queue: %s, breaker: amqp, bulkhead: pool, exchanges: [%s]}
+`, q, exch))
+	run := e.startRelay(cfg)
+	const n = 12
+	e.publishMany(q, n, func(i int) amqp.Publishing {
+		return amqp.Publishing{Body: []byte(fmt.Sprint("m", i)), Headers: amqp.Table{relay.HeaderExchange: exch, relay.HeaderRoutingKey: "k"}}
+	})
+	seen := map[string]int{}
+	for total := 0; total < n; {
+		want := min(5, n-total)
+		eventually(t, 30*time.Second, fmt.Sprintf("%d more on the full destination", want), func() bool { m, _ := e.depth(dest); return m >= want })
+		for _, m := range e.take(dest) {
+			seen[string(m.Body)]++
+			total++
+		}
+	}
+	for i := range n {
+		if c := seen[fmt.Sprint("m", i)]; c != 1 {
+			t.Errorf("m%d arrived %d times", i, c)
+		}
+	}
+	eventually(t, 10*time.Second, "outbound queue settled", func() bool { m, _ := e.depth(q); return m == 0 })
+	if m, _ := e.depth(q + ".dlq"); m != 0 {
+		t.Fatalf("%d dead-lettered; a nacked publish must be tried again, not dead-lettered", m)
+	}
+	_, body := run.get(t, "/metrics")
+	if strings.Contains(body, fmt.Sprintf(`relay_outbound_messages_total{outcome="nacked",queue="%s"} 0`, q)) ||
+		!strings.Contains(body, fmt.Sprintf(`relay_outbound_messages_total{outcome="published",queue="%s"} %d`, q, n)) {
+		t.Fatalf("metrics:\n%s", grepLines(body, "relay_outbound_messages_total"))
+	}
+}

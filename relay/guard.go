@@ -37,30 +37,53 @@ func (e *poolRejection) Error() string {
 	return fmt.Sprintf("bulkhead %s rejected it (%s)", e.pool, e.reason)
 }
 
-// run holds a bulkhead slot and a breaker permit while call runs, and
-// reports call's outcome (and, for a failure, its reason) to the breaker.
-// Without calling it returns ctx's error, a *poolRejection,
-// errBreakerOpen or errProbeBusy.
-func (g *guard) run(ctx context.Context, call func() (breaker.Outcome, error)) error {
+// ticket is what enter hands out and exit takes back: a bulkhead slot
+// and a breaker permit.
+type ticket struct {
+	slot   bulkhead.Handle
+	permit breaker.Permit
+}
+
+// enter takes a bulkhead slot, then a breaker permit. Without them it
+// returns ctx's error, a *poolRejection, errBreakerOpen or errProbeBusy,
+// and holds nothing. A call that entered must exit exactly once.
+func (g *guard) enter(ctx context.Context) (ticket, error) {
 	waitStart := time.Now()
 	h, err := g.bulkhead.Checkout(ctx)
 	g.poolWait.Observe(time.Since(waitStart).Seconds())
 	if err != nil {
 		if ctx.Err() != nil {
-			return ctx.Err()
+			return ticket{}, ctx.Err()
 		}
 		g.onReject(g.bulkhead, err)
-		return &poolRejection{pool: g.bulkhead.Name(), reason: bulkhead.Reason(err)}
+		return ticket{}, &poolRejection{pool: g.bulkhead.Name(), reason: bulkhead.Reason(err)}
 	}
-	defer g.bulkhead.Checkin(h)
 	p, err := g.breaker.Allow()
 	if err != nil {
+		g.bulkhead.Checkin(h)
 		if errors.Is(err, breaker.ErrTooManyProbes) {
-			return errProbeBusy
+			return ticket{}, errProbeBusy
 		}
-		return errBreakerOpen
+		return ticket{}, errBreakerOpen
+	}
+	return ticket{slot: h, permit: p}, nil
+}
+
+// exit reports a call's outcome (and, for a failure, its reason) to the
+// breaker and gives the bulkhead slot back.
+func (g *guard) exit(t ticket, outcome breaker.Outcome, reason error) {
+	g.breaker.Done(t.permit, outcome, reason)
+	g.bulkhead.Checkin(t.slot)
+}
+
+// run holds a bulkhead slot and a breaker permit while call runs (enter,
+// call, exit). Without calling it returns enter's error.
+func (g *guard) run(ctx context.Context, call func() (breaker.Outcome, error)) error {
+	t, err := g.enter(ctx)
+	if err != nil {
+		return err
 	}
 	outcome, reason := call()
-	g.breaker.Done(p, outcome, reason)
+	g.exit(t, outcome, reason)
 	return nil
 }

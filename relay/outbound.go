@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
@@ -38,7 +39,10 @@ type outboundQueue struct {
 	log *slog.Logger
 
 	consumer *broker.Consumer
-	workers  *pool
+	workers  *pool             // the pipeline's first stage
+	calls    chan outboundCall // published, confirm not read yet
+	settled  chan struct{}     // closed by stop
+	pending  sync.WaitGroup    // deliveries past the first stage, not yet settled
 }
 
 func newOutboundQueue(r *Relay, o config.Outbound) *outboundQueue {
@@ -90,17 +94,52 @@ func (o *outboundQueue) declareDestination(d *declarer) error {
 	return nil
 }
 
-// start runs the queue's workers: as many as its bulkhead has slots.
+// start runs the queue's pipeline. One goroutine (a pool of one worker)
+// checks each delivery, takes its guard and publishes it without waiting;
+// another reads the confirms in publish order, which is the order they
+// come in, and settles each delivery as its confirm arrives, so that acks
+// leave in delivery order and coalesce into multiple acks. Bulkhead slots
+// and breaker permits are held from publish to confirm, as a call waiting
+// on the destination. Anything but a confirm (a message to dead-letter, a
+// publish to try again) is finished aside on a goroutine of its own, off
+// the pipeline.
 func (o *outboundQueue) start() {
-	n := o.bulkhead.Stats().Capacity
-	o.workers = newPool(o.r.workCtx, n, o.prefetch, o.handle)
+	o.calls = make(chan outboundCall, max(1, o.prefetch))
+	o.settled = make(chan struct{})
+	go o.settleLoop(o.r.workCtx)
+	o.workers = newPool(o.r.workCtx, 1, o.prefetch, o.send)
 }
 
 func (o *outboundQueue) onDelivery(d broker.Delivery) { o.workers.submit(d) }
 
-// handle publishes one outbound message and settles it: acked only after
-// the destination confirmed it, or after it was dead-lettered.
-func (o *outboundQueue) handle(ctx context.Context, d broker.Delivery) {
+// wait returns when every delivery taken has been settled.
+func (o *outboundQueue) wait() {
+	o.workers.wait()
+	o.pending.Wait()
+}
+
+// stop ends the pipeline; deliveries not yet settled stay unacked.
+func (o *outboundQueue) stop() {
+	select {
+	case <-o.settled:
+	default:
+		close(o.settled)
+	}
+	o.workers.stop()
+}
+
+// outboundCall is a publish whose confirm has not been read yet.
+type outboundCall struct {
+	d             broker.Delivery
+	exchange, key string
+	msg           amqp.Publishing
+	conf          *broker.Confirmation
+	ticket        ticket
+	start         time.Time
+}
+
+// send starts one delivery's publish: the first stage of the pipeline.
+func (o *outboundQueue) send(ctx context.Context, d broker.Delivery) {
 	select {
 	case <-o.r.stopping:
 		o.requeue(d)
@@ -109,15 +148,88 @@ func (o *outboundQueue) handle(ctx context.Context, d broker.Delivery) {
 	}
 	exchange, key, problem := o.destination(d.Headers)
 	if problem != "" {
-		o.settle(d, o.deadLetter(ctx, d, problem))
+		o.aside(func() { o.settle(d, o.deadLetter(ctx, d, problem)) })
 		return
 	}
-	msg := publishingOf(d, copyHeaders(d.Headers, 0))
-	msg.DeliveryMode = amqp.Persistent
+	msg := outboundMessage(d)
+	t, err := o.enter(ctx)
+	if err != nil {
+		if errors.Is(err, errBreakerOpen) {
+			o.requeue(d)
+			return
+		}
+		o.aside(func() { o.attempts(ctx, d, exchange, key, msg, err) })
+		return
+	}
+	start := time.Now()
+	conf, err := o.pub.Publish(ctx, exchange, key, true, msg)
+	if err != nil {
+		outcome, reason := o.outcome(ctx, start, err)
+		o.exit(t, outcome, reason)
+		o.aside(func() { o.attempts(ctx, d, exchange, key, msg, err) })
+		return
+	}
+	o.pending.Add(1)
+	select {
+	case o.calls <- outboundCall{d: d, exchange: exchange, key: key, msg: msg, conf: conf, ticket: t, start: start}:
+	case <-o.settled:
+		// Stopped: the delivery stays unacked and goes back to the queue
+		// when its channel closes.
+		o.exit(t, breaker.Neutral, nil)
+		o.pending.Done()
+	}
+}
 
+// settleLoop is the pipeline's second stage: it settles each publish as
+// its confirm arrives, in publish order.
+func (o *outboundQueue) settleLoop(ctx context.Context) {
+	for {
+		select {
+		case c := <-o.calls:
+			o.settleCall(ctx, c)
+		case <-o.settled:
+			return
+		}
+	}
+}
+
+func (o *outboundQueue) settleCall(ctx context.Context, c outboundCall) {
+	var err error
+	select {
+	case <-c.conf.Done():
+		err = c.conf.Err()
+	case <-ctx.Done():
+		err = ctx.Err()
+	}
+	outcome, reason := o.outcome(ctx, c.start, err)
+	o.exit(c.ticket, outcome, reason)
+	if err == nil {
+		o.m.Published.Inc()
+		o.settleAck(c.d)
+		o.pending.Done()
+		return
+	}
+	go func() {
+		defer o.pending.Done()
+		o.attempts(ctx, c.d, c.exchange, c.key, c.msg, err)
+	}()
+}
+
+// aside finishes a delivery off the pipeline.
+func (o *outboundQueue) aside(finish func()) {
+	o.pending.Add(1)
+	go func() {
+		defer o.pending.Done()
+		finish()
+	}()
+}
+
+// attempts acts on the outcome err of a publish of d, publishing again
+// (paced by outboundPolicy) until it is confirmed, dead-lettered or given
+// back to the queue.
+func (o *outboundQueue) attempts(ctx context.Context, d broker.Delivery, exchange, key string, msg amqp.Publishing, err error) {
 	bo := outboundPolicy.Start()
 	for {
-		err := o.publishOnce(ctx, exchange, key, msg)
 		switch {
 		case err == nil:
 			o.m.Published.Inc()
@@ -135,6 +247,7 @@ func (o *outboundQueue) handle(ctx context.Context, d broker.Delivery) {
 				o.requeue(d)
 				return
 			}
+			err = o.publishOnce(ctx, exchange, key, msg)
 			continue
 		}
 		if errors.Is(err, broker.ErrNacked) {
@@ -146,7 +259,16 @@ func (o *outboundQueue) handle(ctx context.Context, d broker.Delivery) {
 			o.requeue(d)
 			return
 		}
+		err = o.publishOnce(ctx, exchange, key, msg)
 	}
+}
+
+// outboundMessage is d as it goes to its destination: the relay's own
+// headers stripped, persistent.
+func outboundMessage(d broker.Delivery) amqp.Publishing {
+	msg := publishingOf(d, copyHeaders(d.Headers, 0))
+	msg.DeliveryMode = amqp.Persistent
+	return msg
 }
 
 // destination reads and checks the x-relay-exchange and
@@ -176,9 +298,7 @@ func (o *outboundQueue) destination(h amqp.Table) (exchange, key, problem string
 	return exchange, key, ""
 }
 
-// publishOnce publishes through the guard and waits for the confirm. An
-// unroutable return counts as the destination's success: it answered,
-// and routing is the sender's problem.
+// publishOnce publishes through the guard and waits for the confirm.
 func (o *outboundQueue) publishOnce(ctx context.Context, exchange, key string, msg amqp.Publishing) error {
 	var err error
 	if gerr := o.run(ctx, func() (breaker.Outcome, error) {
@@ -187,20 +307,27 @@ func (o *outboundQueue) publishOnce(ctx context.Context, exchange, key string, m
 		if conf, err = o.pub.Publish(ctx, exchange, key, true, msg); err == nil {
 			err = conf.Wait(ctx)
 		}
-		switch {
-		case err == nil:
-			o.m.ConfirmLatency.Observe(time.Since(start).Seconds())
-			return breaker.Success, nil
-		case errors.Is(err, broker.ErrReturned):
-			return breaker.Success, nil
-		case ctx.Err() != nil:
-			return breaker.Neutral, nil
-		}
-		return breaker.Failure, err
+		return o.outcome(ctx, start, err)
 	}); gerr != nil {
 		return gerr
 	}
 	return err
+}
+
+// outcome is what a publish that started at start and ended in err tells
+// the breaker. An unroutable return counts as the destination's success:
+// it answered, and routing is the sender's problem.
+func (o *outboundQueue) outcome(ctx context.Context, start time.Time, err error) (breaker.Outcome, error) {
+	switch {
+	case err == nil:
+		o.m.ConfirmLatency.Observe(time.Since(start).Seconds())
+		return breaker.Success, nil
+	case errors.Is(err, broker.ErrReturned):
+		return breaker.Success, nil
+	case ctx.Err() != nil:
+		return breaker.Neutral, nil
+	}
+	return breaker.Failure, err
 }
 
 func (o *outboundQueue) deadLetter(ctx context.Context, d broker.Delivery, reason string) error {

@@ -506,7 +506,7 @@ func (r *Relay) shutdown() {
 			w.workers.wait()
 		}
 		for _, o := range r.outbound {
-			o.workers.wait()
+			o.wait()
 		}
 		close(done)
 	}()
@@ -555,7 +555,7 @@ func (r *Relay) closeConns() {
 	}
 	for _, o := range r.outbound {
 		if o.workers != nil {
-			o.workers.stop()
+			o.stop()
 		}
 	}
 	for _, p := range []*broker.Publisher{r.pub, r.eventPub} {
