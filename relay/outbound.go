@@ -148,30 +148,30 @@ func (o *outboundQueue) send(ctx context.Context, d broker.Delivery) {
 	}
 	exchange, key, problem := o.destination(d.Headers)
 	if problem != "" {
-		o.aside(func() { o.settle(d, o.deadLetter(ctx, d, problem)) })
+		o.pending.Add(1)
+		go o.refuse(ctx, d, problem)
 		return
 	}
-	msg := outboundMessage(d)
+	c := outboundCall{d: d, exchange: exchange, key: key, msg: outboundMessage(d)}
 	t, err := o.enter(ctx)
 	if err != nil {
 		if errors.Is(err, errBreakerOpen) {
 			o.requeue(d)
 			return
 		}
-		o.aside(func() { o.attempts(ctx, d, exchange, key, msg, err) })
+		o.aside(ctx, c, err)
 		return
 	}
-	start := time.Now()
-	conf, err := o.pub.Publish(ctx, exchange, key, true, msg)
-	if err != nil {
-		outcome, reason := o.outcome(ctx, start, err)
+	c.ticket, c.start = t, time.Now()
+	if c.conf, err = o.pub.Publish(ctx, exchange, key, true, c.msg); err != nil {
+		outcome, reason := o.outcome(ctx, c.start, err)
 		o.exit(t, outcome, reason)
-		o.aside(func() { o.attempts(ctx, d, exchange, key, msg, err) })
+		o.aside(ctx, c, err)
 		return
 	}
 	o.pending.Add(1)
 	select {
-	case o.calls <- outboundCall{d: d, exchange: exchange, key: key, msg: msg, conf: conf, ticket: t, start: start}:
+	case o.calls <- c:
 	case <-o.settled:
 		// Stopped: the delivery stays unacked and goes back to the queue
 		// when its channel closes.
@@ -209,19 +209,26 @@ func (o *outboundQueue) settleCall(ctx context.Context, c outboundCall) {
 		o.pending.Done()
 		return
 	}
-	go func() {
-		defer o.pending.Done()
-		o.attempts(ctx, c.d, c.exchange, c.key, c.msg, err)
-	}()
+	go o.finish(ctx, c, err) // pending passes to finish
 }
 
-// aside finishes a delivery off the pipeline.
-func (o *outboundQueue) aside(finish func()) {
+// aside finishes a publish off the pipeline, on a goroutine of its own.
+// (The slow paths are functions of their own, with the call passed by
+// value, so that the common path leaves nothing on the heap.)
+func (o *outboundQueue) aside(ctx context.Context, c outboundCall, err error) {
 	o.pending.Add(1)
-	go func() {
-		defer o.pending.Done()
-		finish()
-	}()
+	go o.finish(ctx, c, err)
+}
+
+func (o *outboundQueue) finish(ctx context.Context, c outboundCall, err error) {
+	defer o.pending.Done()
+	o.attempts(ctx, c.d, c.exchange, c.key, c.msg, err)
+}
+
+// refuse dead-letters a delivery that cannot be published, for problem.
+func (o *outboundQueue) refuse(ctx context.Context, d broker.Delivery, problem string) {
+	defer o.pending.Done()
+	o.settle(d, o.deadLetter(ctx, d, problem))
 }
 
 // attempts acts on the outcome err of a publish of d, publishing again

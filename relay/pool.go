@@ -51,15 +51,19 @@ func (p *pool) submit(d broker.Delivery) {
 	select {
 	case p.tasks <- d:
 	default:
-		go func() {
-			select {
-			case p.tasks <- d:
-			case <-p.done:
-				// Stopped: the delivery stays unacked and the broker
-				// delivers it again once its channel closes.
-				p.inflight.Done()
-			}
-		}()
+		go p.late(d)
+	}
+}
+
+// late waits for room for d. It is its own function so that submit's
+// common case does not move every delivery to the heap.
+func (p *pool) late(d broker.Delivery) {
+	select {
+	case p.tasks <- d:
+	case <-p.done:
+		// Stopped: the delivery stays unacked and the broker delivers it
+		// again once its channel closes.
+		p.inflight.Done()
 	}
 }
 

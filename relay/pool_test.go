@@ -32,3 +32,17 @@ func TestPoolRunsEveryDeliveryOnItsWorkers(t *testing.T) {
 		t.Fatalf("%d contexts for 3 workers: a context per task, not per worker", len(ctxs))
 	}
 }
+
+// A delivery handed to a pool with room stays off the heap: submit runs
+// on the consumer's goroutine for every task.
+func TestPoolSubmitWithRoomDoesNotAllocate(t *testing.T) {
+	const runs = 1000
+	p := newPool(context.Background(), 1, runs+10, func(context.Context, broker.Delivery) {})
+	defer p.stop()
+	d := broker.Delivery{}
+	d.DeliveryTag = 7
+	if a := testing.AllocsPerRun(runs, func() { p.submit(d) }); a != 0 {
+		t.Fatalf("submit allocates %v times per delivery", a)
+	}
+	p.wait()
+}
