@@ -25,6 +25,9 @@ into the binary (configs/relay.yaml). Every key can be overridden by an
 environment variable: RELAY_ + the key path in upper case with "." as "_"
 (RELAY_AMQP_URL, RELAY_HTTP_LISTEN, ...).
 
+Unless GOGC is set, it runs Go's garbage collector at GOGC=400 (less CPU
+per message for a few MiB more heap); GOMEMLIMIT caps the heap.
+
 It exits 0 after SIGINT or SIGTERM once in-flight work is drained or
 shutdown_timeout passes, and non-zero with a one-line reason when the
 configuration is invalid or the first broker connection cannot be made
@@ -46,6 +49,7 @@ within amqp.connect_timeout.`,
 			if err != nil {
 				return exitCode(2, configError(err))
 			}
+			log.Debug("garbage collector", "gogc", relay.TuneGC())
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
 			defer stop()
 			if err := r.Run(ctx); err != nil {

@@ -49,6 +49,7 @@ func run() int {
 		fmt.Fprintln(os.Stderr, "relayprof:", err)
 		return 2
 	}
+	relay.TuneGC() // as relay run does
 	if cpuOut != "" {
 		f, err := os.Create(cpuOut)
 		if err != nil {
