@@ -128,8 +128,8 @@ func exportRevision(ctx context.Context, dir, rev, dst string) error {
 
 // describeSource names the commit the relay is built from (rev, or the
 // working tree's HEAD when rev is empty) and, for the working tree,
-// whether uncommitted edits of the relay (outside bench/) are in the
-// build.
+// whether uncommitted edits of the relay (outside bench/ and the
+// Markdown documents, which no build reads) are in the build.
 func describeSource(ctx context.Context, dir, rev string) string {
 	working := rev == ""
 	if working {
@@ -143,7 +143,7 @@ func describeSource(ctx context.Context, dir, rev string) string {
 	if !working {
 		return desc
 	}
-	dirty, err := exec.CommandContext(ctx, "git", "-C", dir, "status", "--porcelain", "--", ".", ":(exclude)bench").Output()
+	dirty, err := exec.CommandContext(ctx, "git", "-C", dir, "status", "--porcelain", "--", ".", ":(exclude)bench", ":(exclude)*.md").Output()
 	if err == nil && len(bytes.TrimSpace(dirty)) > 0 {
 		desc += " with uncommitted edits"
 	}
