@@ -41,7 +41,7 @@ type outboundQueue struct {
 	consumer *broker.Consumer
 	workers  *pool             // the pipeline's first stage
 	calls    chan outboundCall // published, confirm not read yet
-	settled  chan struct{}     // closed by stop
+	stopped  chan struct{}     // closed by stop
 	pending  sync.WaitGroup    // deliveries past the first stage, not yet settled
 }
 
@@ -105,7 +105,7 @@ func (o *outboundQueue) declareDestination(d *declarer) error {
 // the pipeline.
 func (o *outboundQueue) start() {
 	o.calls = make(chan outboundCall, max(1, o.prefetch))
-	o.settled = make(chan struct{})
+	o.stopped = make(chan struct{})
 	go o.settleLoop(o.r.workCtx)
 	o.workers = newPool(o.r.workCtx, 1, o.prefetch, o.send)
 }
@@ -121,9 +121,9 @@ func (o *outboundQueue) wait() {
 // stop ends the pipeline; deliveries not yet settled stay unacked.
 func (o *outboundQueue) stop() {
 	select {
-	case <-o.settled:
+	case <-o.stopped:
 	default:
-		close(o.settled)
+		close(o.stopped)
 	}
 	o.workers.stop()
 }
@@ -172,7 +172,7 @@ func (o *outboundQueue) send(ctx context.Context, d broker.Delivery) {
 	o.pending.Add(1)
 	select {
 	case o.calls <- c:
-	case <-o.settled:
+	case <-o.stopped:
 		// Stopped: the delivery stays unacked and goes back to the queue
 		// when its channel closes.
 		o.exit(t, breaker.Neutral, nil)
@@ -187,7 +187,7 @@ func (o *outboundQueue) settleLoop(ctx context.Context) {
 		select {
 		case c := <-o.calls:
 			o.settleCall(ctx, c)
-		case <-o.settled:
+		case <-o.stopped:
 			return
 		}
 	}
