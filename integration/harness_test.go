@@ -374,11 +374,27 @@ func (e *env) publishMany(queue string, n int, mk func(i int) amqp.Publishing) {
 	}
 }
 
+// shortChannel opens a channel on a connection of its own that done
+// closes: depth and take are polled, and a connection kept to the end of
+// the test per poll would pile up by the hundred.
+func (e *env) shortChannel() (ch *amqp.Channel, done func()) {
+	e.t.Helper()
+	conn, err := amqp.Dial(e.url)
+	if err != nil {
+		e.t.Fatalf("dialling test broker: %v", err)
+	}
+	if ch, err = conn.Channel(); err != nil {
+		conn.Close()
+		e.t.Fatalf("opening test channel: %v", err)
+	}
+	return ch, func() { conn.Close() }
+}
+
 // depth reports a queue's ready messages and consumers.
 func (e *env) depth(queue string) (messages, consumers int) {
 	e.t.Helper()
-	ch := testbroker.Channel(e.t, e.url)
-	defer ch.Close()
+	ch, done := e.shortChannel()
+	defer done()
 	q, err := ch.QueueDeclarePassive(queue, true, false, false, false, nil)
 	if err != nil {
 		e.t.Fatalf("inspecting %s: %v", queue, err)
@@ -389,8 +405,8 @@ func (e *env) depth(queue string) (messages, consumers int) {
 // take gets every message ready in queue (acking them).
 func (e *env) take(queue string) []amqp.Delivery {
 	e.t.Helper()
-	ch := testbroker.Channel(e.t, e.url)
-	defer ch.Close()
+	ch, done := e.shortChannel()
+	defer done()
 	var out []amqp.Delivery
 	for {
 		m, ok, err := ch.Get(queue, true)
