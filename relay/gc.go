@@ -18,6 +18,8 @@ const GCPercent = 400
 // off). Commands that run a relay call it once at start.
 func TuneGC() int {
 	if _, set := os.LookupEnv("GOGC"); set {
+		// Go has no getter: setting returns the percent in effect, which
+		// is put straight back.
 		p := debug.SetGCPercent(100)
 		debug.SetGCPercent(p)
 		return p
