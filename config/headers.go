@@ -1,6 +1,8 @@
 package config
 
 import (
+	"maps"
+	"slices"
 	"strings"
 
 	"github.com/vsm-relay/relay/internal/fielderr"
@@ -17,7 +19,7 @@ func (t Target) ExpandedHeaders(env func(string) (string, bool)) (map[string]str
 	}
 	var l fielderr.List
 	out := make(map[string]string, len(t.Headers))
-	for _, name := range sortedKeys(t.Headers) {
+	for _, name := range slices.Sorted(maps.Keys(t.Headers)) {
 		key := "targets." + t.Name + ".headers." + name
 		v, missing, msg := expand(t.Headers[name], env)
 		switch {

@@ -1,9 +1,11 @@
 package config
 
 import (
+	"maps"
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -255,9 +257,9 @@ func TestUserFileCombination(t *testing.T) {
 		want any
 	}{
 		{"targets replace the default set", userBase + "breakers: {mine: {}}\nbackoff: {mine: {}}\n",
-			func(c *Config) any { return sortedKeys(c.Targets) }, []string{"api"}},
+			func(c *Config) any { return slices.Sorted(maps.Keys(c.Targets)) }, []string{"api"}},
 		{"bulkheads replace the default set", userBase + "breakers: {mine: {}}\nbackoff: {mine: {}}\n",
-			func(c *Config) any { return sortedKeys(c.Bulkheads) }, []string{"pool"}},
+			func(c *Config) any { return slices.Sorted(maps.Keys(c.Bulkheads)) }, []string{"pool"}},
 		{"named breakers replace the built-in ones", userBase + "breakers: {mine: {timeout: 2s}}\nbackoff: {mine: {}}\n",
 			func(c *Config) any { return c.Breakers }, map[string]breaker.Settings{"mine": func() breaker.Settings {
 				s := defaultBreaker()
@@ -266,7 +268,7 @@ func TestUserFileCombination(t *testing.T) {
 			}()}},
 		{"defaults alone keep the built-in breakers", "breakers: {defaults: {failure_threshold: 9, window_size: 2m}}",
 			func(c *Config) any {
-				return [3]any{sortedKeys(c.Breakers), c.Breakers["amqp"].FailureThreshold, c.Breakers["llm_api"].WindowSize}
+				return [3]any{slices.Sorted(maps.Keys(c.Breakers)), c.Breakers["amqp"].FailureThreshold, c.Breakers["llm_api"].WindowSize}
 			}, [3]any{[]string{"amqp", "database", "external_api", "llm_api"}, 9, 2 * time.Minute}},
 		{"breaker defaults merge key by key", "breakers: {defaults: {timeout: 1s}}",
 			func(c *Config) any { return [2]any{c.Breakers["amqp"].Timeout, c.Breakers["amqp"].ResetTimeout} },

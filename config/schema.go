@@ -2,9 +2,10 @@ package config
 
 import (
 	"fmt"
+	"maps"
 	"math"
 	"reflect"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -152,7 +153,7 @@ func check(raw any, n *node, path string, p *problems) (clean any, ok bool) {
 			return nil, false
 		}
 		out := make(map[string]any, len(m))
-		for _, k := range sortedKeys(m) {
+		for _, k := range slices.Sorted(maps.Keys(m)) {
 			child := n.field(k)
 			if child == nil {
 				p.Addf(join(path, k), "unknown key%s", suggest(k, n))
@@ -169,7 +170,7 @@ func check(raw any, n *node, path string, p *problems) (clean any, ok bool) {
 			return nil, false
 		}
 		out := make(map[string]any, len(m))
-		for _, name := range sortedKeys(m) {
+		for _, name := range slices.Sorted(maps.Keys(m)) {
 			key := join(path, name)
 			if msg := checkName(name); msg != "" {
 				p.reject(key, "%s", msg)
@@ -187,7 +188,7 @@ func check(raw any, n *node, path string, p *problems) (clean any, ok bool) {
 		}
 		out := make(map[string]any, len(m))
 		seen := make(map[string]string, len(m))
-		for _, name := range sortedKeys(m) {
+		for _, name := range slices.Sorted(maps.Keys(m)) {
 			key := join(path, name)
 			lower := strings.ToLower(name)
 			switch {
@@ -410,15 +411,6 @@ func clip(s string) string {
 		return s
 	}
 	return s[:max] + "..."
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }
 
 // checkName returns what is wrong with the name of a breaker, bulkhead,

@@ -4,9 +4,11 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"net"
 	"net/url"
 	"os"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -43,19 +45,19 @@ func (c *Config) Validate() error {
 	if msg := checkListen(c.HTTP.Listen); msg != "" {
 		l.Addf("http.listen", "%s", msg)
 	}
-	for _, name := range sortedKeys(c.Breakers) {
+	for _, name := range slices.Sorted(maps.Keys(c.Breakers)) {
 		validateName(&l, "breakers", name)
 		l.Merge("breakers."+name, c.Breakers[name].Validate())
 	}
-	for _, name := range sortedKeys(c.Bulkheads) {
+	for _, name := range slices.Sorted(maps.Keys(c.Bulkheads)) {
 		validateName(&l, "bulkheads", name)
 		l.Merge("bulkheads."+name, c.Bulkheads[name].Validate())
 	}
-	for _, name := range sortedKeys(c.Backoff) {
+	for _, name := range slices.Sorted(maps.Keys(c.Backoff)) {
 		validateName(&l, "backoff", name)
 		l.Merge("backoff."+name, c.Backoff[name].Validate())
 	}
-	for _, name := range sortedKeys(c.Targets) {
+	for _, name := range slices.Sorted(maps.Keys(c.Targets)) {
 		validateName(&l, "targets", name)
 		c.validateTarget(&l, "targets."+name, c.Targets[name])
 	}
@@ -140,7 +142,7 @@ func (c *Config) validateTarget(l *fielderr.List, key string, t Target) {
 		l.Addf(key+".method", "must be an HTTP method, like POST, got %q", clip(t.Method))
 	}
 	positive(l, key+".timeout", t.Timeout)
-	for _, name := range sortedKeys(t.Headers) {
+	for _, name := range slices.Sorted(maps.Keys(t.Headers)) {
 		hk := key + ".headers." + name
 		if !isToken(name) {
 			l.Addf(hk, "a header name is an HTTP token (letters, digits and !#$%%&'*+-^_`|~)")
@@ -151,9 +153,9 @@ func (c *Config) validateTarget(l *fielderr.List, key string, t Target) {
 			l.Addf(hk, "%s", msg)
 		}
 	}
-	checkRef(l, key+".breaker", "breaker", t.Breaker, sortedKeys(c.Breakers))
-	checkRef(l, key+".bulkhead", "bulkhead", t.Bulkhead, sortedKeys(c.Bulkheads))
-	checkRef(l, key+".backoff", "backoff policy", t.Backoff, sortedKeys(c.Backoff))
+	checkRef(l, key+".breaker", "breaker", t.Breaker, slices.Sorted(maps.Keys(c.Breakers)))
+	checkRef(l, key+".bulkhead", "bulkhead", t.Bulkhead, slices.Sorted(maps.Keys(c.Bulkheads)))
+	checkRef(l, key+".backoff", "backoff policy", t.Backoff, slices.Sorted(maps.Keys(c.Backoff)))
 	if t.MaxRequestBytes < 1 {
 		l.Addf(key+".max_request_bytes", "must be at least 1, got %d", t.MaxRequestBytes)
 	}
@@ -207,7 +209,7 @@ func (c *Config) validateQueues(l *fielderr.List) {
 	for i, w := range c.Work {
 		key := fmt.Sprintf("work[%d]", i)
 		declare(key+".queue", w.Queue)
-		checkRef(l, key+".target", "target", w.Target, sortedKeys(c.Targets))
+		checkRef(l, key+".target", "target", w.Target, slices.Sorted(maps.Keys(c.Targets)))
 		for j, d := range w.Redelivery {
 			dk := fmt.Sprintf("%s.redelivery[%d]", key, j)
 			switch {
@@ -227,8 +229,8 @@ func (c *Config) validateQueues(l *fielderr.List) {
 				l.Addf(key+".url", "%s", msg)
 			}
 		}
-		checkRef(l, key+".breaker", "breaker", o.Breaker, sortedKeys(c.Breakers))
-		checkRef(l, key+".bulkhead", "bulkhead", o.Bulkhead, sortedKeys(c.Bulkheads))
+		checkRef(l, key+".breaker", "breaker", o.Breaker, slices.Sorted(maps.Keys(c.Breakers)))
+		checkRef(l, key+".bulkhead", "bulkhead", o.Bulkhead, slices.Sorted(maps.Keys(c.Bulkheads)))
 		if len(o.Exchanges) == 0 {
 			l.Addf(key+".exchanges", "must list at least one exchange")
 		}

@@ -2,6 +2,7 @@ package health
 
 import (
 	"fmt"
+	"maps"
 	"math"
 	"slices"
 	"strconv"
@@ -52,14 +53,14 @@ func evaluate(in Inputs) (Status, []string, float64) {
 		unhealthy = append(unhealthy, "every target breaker is open ("+strings.Join(targets, ", ")+")")
 	}
 
-	for _, name := range sortedKeys(in.Breakers) {
+	for _, name := range slices.Sorted(maps.Keys(in.Breakers)) {
 		if st := in.Breakers[name].State; st != "closed" {
 			degraded = append(degraded, "breaker "+name+" is "+st)
 			troubled++
 		}
 	}
 
-	for _, name := range sortedKeys(in.Bulkheads) {
+	for _, name := range slices.Sorted(maps.Keys(in.Bulkheads)) {
 		b := in.Bulkheads[name]
 		bad := false
 		if in.DegradedUtilization > 0 && b.Capacity > 0 {
@@ -100,15 +101,6 @@ func dedupe(names []string) []string {
 	out := slices.Clone(names)
 	slices.Sort(out)
 	return slices.Compact(out)
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
 }
 
 // percent writes a share as a percentage with at most one decimal: 0.9 is

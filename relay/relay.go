@@ -6,9 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -121,7 +123,7 @@ func New(cfg *config.Config, opts Options) (*Relay, error) {
 	r.softCtx, r.softCancel = context.WithCancel(context.Background())
 	r.workCtx, r.workCancel = context.WithCancel(context.Background())
 
-	for _, name := range sortedKeys(cfg.Breakers) {
+	for _, name := range slices.Sorted(maps.Keys(cfg.Breakers)) {
 		b, err := breaker.New(name, cfg.Breakers[name], breaker.WithLogger(log))
 		if err != nil {
 			return nil, fmt.Errorf("breakers.%s: %w", name, err)
@@ -129,7 +131,7 @@ func New(cfg *config.Config, opts Options) (*Relay, error) {
 		b.OnStateChange(r.breakerChanged)
 		r.breakers[name] = b
 	}
-	for _, name := range sortedKeys(cfg.Bulkheads) {
+	for _, name := range slices.Sorted(maps.Keys(cfg.Bulkheads)) {
 		b, err := bulkhead.New(name, cfg.Bulkheads[name])
 		if err != nil {
 			return nil, fmt.Errorf("bulkheads.%s: %w", name, err)
@@ -166,7 +168,7 @@ func New(cfg *config.Config, opts Options) (*Relay, error) {
 	if opts.Version != "" {
 		ua += "/" + opts.Version
 	}
-	for _, name := range sortedKeys(cfg.Targets) {
+	for _, name := range slices.Sorted(maps.Keys(cfg.Targets)) {
 		tc := cfg.Targets[name]
 		hdrs, err := tc.ExpandedHeaders(env)
 		if err != nil {
@@ -599,13 +601,4 @@ func (e eventPublisher) Publish(ctx context.Context, exchange, key string, body 
 	return e.r.eventPub.PublishAndWait(ctx, exchange, key, false, amqp.Publishing{
 		ContentType: "application/json", DeliveryMode: amqp.Persistent, Timestamp: time.Now(), Body: body,
 	})
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }

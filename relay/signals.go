@@ -2,6 +2,8 @@ package relay
 
 import (
 	"fmt"
+	"maps"
+	"slices"
 	"time"
 
 	"github.com/vsm-relay/relay/algedonic"
@@ -116,7 +118,7 @@ func (r *Relay) watchConn(c *broker.Conn, h connHold) {
 
 func (r *Relay) breakerSnapshots() []breaker.Snapshot {
 	out := make([]breaker.Snapshot, 0, len(r.breakers))
-	for _, name := range sortedKeys(r.breakers) {
+	for _, name := range slices.Sorted(maps.Keys(r.breakers)) {
 		out = append(out, r.breakers[name].Snapshot())
 	}
 	return out
@@ -124,7 +126,7 @@ func (r *Relay) breakerSnapshots() []breaker.Snapshot {
 
 func (r *Relay) bulkheadStats() []bulkhead.Stats {
 	out := make([]bulkhead.Stats, 0, len(r.bulkheads))
-	for _, name := range sortedKeys(r.bulkheads) {
+	for _, name := range slices.Sorted(maps.Keys(r.bulkheads)) {
 		out = append(out, r.bulkheads[name].Stats())
 	}
 	return out
