@@ -23,12 +23,14 @@ func TestQueueCountsEachOutcomeUnderItsLabel(t *testing.T) {
 	other.Replied.Inc()
 
 	want := `
-# HELP relay_tasks_total Tasks finished, by outcome: replied, dead_lettered, redelivered (sent to a delay queue) or requeued (given back to the broker unfinished).
+# HELP relay_tasks_total Tasks finished, by outcome: replied (answered to reply_to), completed (answered, no reply_to), dead_lettered, redelivered (sent to a delay queue) or requeued (given back to the broker untouched).
 # TYPE relay_tasks_total counter
+relay_tasks_total{outcome="completed",queue="vsm.tasks.echo"} 0
 relay_tasks_total{outcome="dead_lettered",queue="vsm.tasks.echo"} 2
 relay_tasks_total{outcome="redelivered",queue="vsm.tasks.echo"} 1
 relay_tasks_total{outcome="replied",queue="vsm.tasks.echo"} 3
 relay_tasks_total{outcome="requeued",queue="vsm.tasks.echo"} 4
+relay_tasks_total{outcome="completed",queue="vsm.tasks.llm"} 0
 relay_tasks_total{outcome="dead_lettered",queue="vsm.tasks.llm"} 0
 relay_tasks_total{outcome="redelivered",queue="vsm.tasks.llm"} 0
 relay_tasks_total{outcome="replied",queue="vsm.tasks.llm"} 1
@@ -173,11 +175,12 @@ func TestOutboundCountsEachOutcomeUnderItsLabel(t *testing.T) {
 	o.ConfirmLatency.Observe(0.0005)
 
 	want := `
-# HELP relay_outbound_messages_total Outbound messages by outcome: published (confirmed), returned (unroutable), nacked or dead_lettered.
+# HELP relay_outbound_messages_total Outbound messages by outcome: published (confirmed), returned (unroutable, then dead-lettered), dead_lettered (refused), requeued (given back to the broker); nacked counts publishes the destination refused.
 # TYPE relay_outbound_messages_total counter
 relay_outbound_messages_total{outcome="dead_lettered",queue="vsm.outbound"} 3
 relay_outbound_messages_total{outcome="nacked",queue="vsm.outbound"} 1
 relay_outbound_messages_total{outcome="published",queue="vsm.outbound"} 7
+relay_outbound_messages_total{outcome="requeued",queue="vsm.outbound"} 0
 relay_outbound_messages_total{outcome="returned",queue="vsm.outbound"} 2
 # HELP relay_outbound_confirm_seconds Time from publishing an outbound message to the destination broker's confirm.
 # TYPE relay_outbound_confirm_seconds histogram

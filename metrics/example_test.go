@@ -51,6 +51,7 @@ func ExampleNew() {
 	// relay_downstream_responses_total{class="4xx",target="echo"} 0
 	// relay_downstream_responses_total{class="5xx",target="echo"} 0
 	// relay_downstream_responses_total{class="error",target="echo"} 0
+	// relay_tasks_total{outcome="completed",queue="vsm.tasks.echo"} 0
 	// relay_tasks_total{outcome="dead_lettered",queue="vsm.tasks.echo"} 0
 	// relay_tasks_total{outcome="redelivered",queue="vsm.tasks.echo"} 0
 	// relay_tasks_total{outcome="replied",queue="vsm.tasks.echo"} 1

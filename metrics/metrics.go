@@ -89,7 +89,7 @@ func build() *Metrics {
 	return &Metrics{
 		tasks: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: namespace, Name: "tasks_total",
-			Help: "Tasks finished, by outcome: replied, dead_lettered, redelivered (sent to a delay queue) or requeued (given back to the broker unfinished).",
+			Help: "Tasks finished, by outcome: replied (answered to reply_to), completed (answered, no reply_to), dead_lettered, redelivered (sent to a delay queue) or requeued (given back to the broker untouched).",
 		}, []string{"queue", "outcome"}),
 		taskRetries: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: namespace, Name: "task_retries_total",
@@ -121,7 +121,7 @@ func build() *Metrics {
 
 		outbound: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: namespace, Subsystem: "outbound", Name: "messages_total",
-			Help: "Outbound messages by outcome: published (confirmed), returned (unroutable), nacked or dead_lettered.",
+			Help: "Outbound messages by outcome: published (confirmed), returned (unroutable, then dead-lettered), dead_lettered (refused), requeued (given back to the broker); nacked counts publishes the destination refused.",
 		}, []string{"queue", "outcome"}),
 		confirmTime: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Namespace: namespace, Subsystem: "outbound", Name: "confirm_seconds",

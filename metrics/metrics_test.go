@@ -239,8 +239,9 @@ func TestInvalidUTF8NamesDoNotPanic(t *testing.T) {
 	m.Broker("c").PublishConfirms("odd\xff").Inc()
 
 	want := `
-# HELP relay_tasks_total Tasks finished, by outcome: replied, dead_lettered, redelivered (sent to a delay queue) or requeued (given back to the broker unfinished).
+# HELP relay_tasks_total Tasks finished, by outcome: replied (answered to reply_to), completed (answered, no reply_to), dead_lettered, redelivered (sent to a delay queue) or requeued (given back to the broker untouched).
 # TYPE relay_tasks_total counter
+relay_tasks_total{outcome="completed",queue="bad` + "\uFFFD" + `queue"} 0
 relay_tasks_total{outcome="dead_lettered",queue="bad` + "\uFFFD" + `queue"} 0
 relay_tasks_total{outcome="redelivered",queue="bad` + "\uFFFD" + `queue"} 0
 relay_tasks_total{outcome="replied",queue="bad` + "\uFFFD" + `queue"} 1

@@ -9,16 +9,19 @@ const (
 	OutboundReturned     = "returned"
 	OutboundNacked       = "nacked"
 	OutboundDeadLettered = "dead_lettered"
+	OutboundRequeued     = "requeued"
 )
 
 // OutboundMetrics are one outbound-publish queue's metrics, resolved once
 // by Metrics.Outbound. Every field is set; updating them does not allocate.
 type OutboundMetrics struct {
-	// Published, Returned, Nacked and DeadLettered count messages by
-	// outcome (relay_outbound_messages_total{queue,outcome}): confirmed by
-	// the destination, returned as unroutable, nacked by the destination,
-	// or sent to <queue>.dlq.
-	Published, Returned, Nacked, DeadLettered prometheus.Counter
+	// Published, Returned, DeadLettered and Requeued count messages by
+	// how they left the relay (relay_outbound_messages_total{queue,outcome}):
+	// confirmed by the destination, returned as unroutable (and so sent to
+	// <queue>.dlq, counted here only), sent to <queue>.dlq for another
+	// reason, or given back to the broker. Nacked counts publishes the
+	// destination nacked; the message is published again.
+	Published, Returned, Nacked, DeadLettered, Requeued prometheus.Counter
 	// ConfirmLatency observes seconds from publish to the destination's
 	// confirm (relay_outbound_confirm_seconds{queue}).
 	ConfirmLatency prometheus.Observer
@@ -33,6 +36,7 @@ func (m *Metrics) Outbound(queue string) *OutboundMetrics {
 		Returned:       m.outbound.WithLabelValues(queue, OutboundReturned),
 		Nacked:         m.outbound.WithLabelValues(queue, OutboundNacked),
 		DeadLettered:   m.outbound.WithLabelValues(queue, OutboundDeadLettered),
+		Requeued:       m.outbound.WithLabelValues(queue, OutboundRequeued),
 		ConfirmLatency: m.confirmTime.WithLabelValues(queue),
 	}
 }

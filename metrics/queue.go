@@ -8,17 +8,21 @@ const (
 	TaskDeadLettered = "dead_lettered"
 	TaskRedelivered  = "redelivered"
 	TaskRequeued     = "requeued"
+	// TaskCompleted is a task its downstream answered that had no
+	// reply_to to send the answer to.
+	TaskCompleted = "completed"
 )
 
 // QueueMetrics are one work queue's metrics, resolved once by
 // Metrics.Queue. Every field is set; updating them does not allocate.
 type QueueMetrics struct {
-	// Replied, DeadLettered, Redelivered and Requeued count tasks by how
-	// they left the relay (relay_tasks_total{queue,outcome}): answered,
-	// sent to <queue>.dlq, sent to a delay queue for a later redelivery,
-	// or given back to the broker unfinished (shutdown, or the target's
-	// breaker opening).
-	Replied, DeadLettered, Redelivered, Requeued prometheus.Counter
+	// Replied, Completed, DeadLettered, Redelivered and Requeued count
+	// tasks by how they left the relay (relay_tasks_total{queue,outcome}):
+	// answered to their reply_to, answered with no reply_to, sent to
+	// <queue>.dlq, sent to a delay queue for a later redelivery, or given
+	// back to the broker unfinished (shutdown, or the target's breaker
+	// opening before the task reached it).
+	Replied, Completed, DeadLettered, Redelivered, Requeued prometheus.Counter
 	// Retries counts in-process retries (relay_task_retries_total{queue}).
 	Retries prometheus.Counter
 	// InFlight is the number of tasks delivered and not yet settled
@@ -40,6 +44,7 @@ func (m *Metrics) Queue(queue, target string) *QueueMetrics {
 	m.queueInfo.WithLabelValues(queue, target).Set(1)
 	return &QueueMetrics{
 		Replied:      m.tasks.WithLabelValues(queue, TaskReplied),
+		Completed:    m.tasks.WithLabelValues(queue, TaskCompleted),
 		DeadLettered: m.tasks.WithLabelValues(queue, TaskDeadLettered),
 		Redelivered:  m.tasks.WithLabelValues(queue, TaskRedelivered),
 		Requeued:     m.tasks.WithLabelValues(queue, TaskRequeued),
