@@ -11,32 +11,75 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 )
 
-// Delivery is one message handed to a consumer's handler. Ack and Nack
-// report ErrStale when the channel it came on has died (the broker has
-// requeued the message by then).
+// Delivery is one message handed to a consumer's handler. Its
+// Acknowledger is the consumer's own (see settler), so the embedded
+// amqp.Delivery's Ack, Nack and Reject settle it too, and code that
+// takes a plain amqp.Delivery needs nothing of this package to settle it.
+// Settle each delivery exactly once: the consumer counts deliveries in
+// hand until they are settled. Ack, Requeue and Discard report ErrStale
+// when the channel it came on has died (the broker has requeued the
+// message by then).
 type Delivery struct {
 	amqp.Delivery
-	ch *amqp.Channel
-	a  *acker
 }
 
 // Ack acknowledges the delivery. Acks are coalesced per channel (see
 // acker): one may reach the broker a couple of milliseconds later, never
 // before this call.
-func (d Delivery) Ack() error { return d.settle(d.a.ack(d.DeliveryTag)) }
+func (d Delivery) Ack() error { return d.Delivery.Ack(false) }
 
 // Requeue gives the delivery back to the broker for redelivery.
-func (d Delivery) Requeue() error { return d.settle(d.a.nack(d.DeliveryTag, true)) }
+func (d Delivery) Requeue() error { return d.Nack(false, true) }
 
 // Discard rejects the delivery without requeueing it (the queue's
 // dead-letter settings, if any, apply).
-func (d Delivery) Discard() error { return d.settle(d.a.nack(d.DeliveryTag, false)) }
+func (d Delivery) Discard() error { return d.Nack(false, false) }
 
-func (d Delivery) settle(err error) error {
+// Live reports whether the channel the delivery came on is still open. A
+// delivery whose channel died has been requeued by the broker, which may
+// already have handed it to another consumer: it should not be started.
+func (d Delivery) Live() bool { return Live(d.Delivery) }
+
+// Live reports whether d came on a channel that is still open; a
+// delivery that did not come through a Consumer counts as live.
+func Live(d amqp.Delivery) bool {
+	if s, ok := d.Acknowledger.(*settler); ok {
+		return !s.ch.IsClosed()
+	}
+	return true
+}
+
+// settler is the amqp.Acknowledger of one channel's deliveries: it settles
+// them through the channel's acker and counts them out of the consumer's
+// deliveries in hand.
+type settler struct {
+	ch *amqp.Channel
+	a  *acker
+	cs *Consumer
+}
+
+func (s *settler) Ack(tag uint64, multiple bool) error {
+	if multiple {
+		return errors.New("broker: multiple acks are the acker's own")
+	}
+	return s.settled(s.a.ack(tag))
+}
+
+func (s *settler) Nack(tag uint64, multiple, requeue bool) error {
+	if multiple {
+		return errors.New("broker: multiple nacks are not supported")
+	}
+	return s.settled(s.a.nack(tag, requeue))
+}
+
+func (s *settler) Reject(tag uint64, requeue bool) error { return s.Nack(tag, false, requeue) }
+
+func (s *settler) settled(err error) error {
+	s.cs.release()
 	if err == nil {
 		return nil
 	}
-	if d.ch == nil || d.ch.IsClosed() || errors.Is(err, amqp.ErrClosed) {
+	if s.ch.IsClosed() || errors.Is(err, amqp.ErrClosed) {
 		return ErrStale
 	}
 	return err
@@ -75,6 +118,15 @@ type Consumer struct {
 	wg   sync.WaitGroup
 
 	seq atomic.Uint64
+	// inHand counts deliveries handed to the handler and not yet settled,
+	// over every channel the consumer has had. A new basic.consume waits
+	// until it is zero, so deliveries in hand never exceed the prefetch:
+	// RabbitMQ counts a per-consumer prefetch for each consumer tag, and
+	// the deliveries of a cancelled consumer (or of a dead channel, still
+	// being worked on) would otherwise come on top of the new one's.
+	inHand atomic.Int64
+	// draining is set while serve waits for inHand to reach zero.
+	draining atomic.Bool
 }
 
 // Consume starts a Consumer for opts.Queue on c.
@@ -121,6 +173,38 @@ func (cs *Consumer) SetPrefetch(n int) {
 		n = 1
 	}
 	cs.set(func() { cs.prefetch = n })
+}
+
+// InHand returns the deliveries handed to the handler and not yet
+// settled.
+func (cs *Consumer) InHand() int { return int(cs.inHand.Load()) }
+
+// release counts one settled delivery out of those in hand, and wakes a
+// serve loop waiting for them to reach zero.
+func (cs *Consumer) release() {
+	if cs.inHand.Add(-1) <= 0 && cs.draining.Load() {
+		select {
+		case cs.kick <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// settledAll reports whether every delivery handed out has been settled;
+// when not, the next release wakes the serve loop.
+func (cs *Consumer) settledAll() bool {
+	if cs.inHand.Load() <= 0 {
+		cs.draining.Store(false)
+		return true
+	}
+	cs.draining.Store(true)
+	// A release between the load and the store saw draining unset and
+	// woke nobody: look again.
+	if cs.inHand.Load() <= 0 {
+		cs.draining.Store(false)
+		return true
+	}
+	return false
 }
 
 // Paused reports whether the consumer is paused.
@@ -225,6 +309,7 @@ func (cs *Consumer) serve(ch *amqp.Channel) error {
 	cancels := ch.NotifyCancel(make(chan string, 1))
 	acks := newAcker(ch)
 	defer acks.stop()
+	settle := &settler{ch: ch, a: acks, cs: cs}
 	appliedPrefetch := -1
 	var deliveries <-chan amqp.Delivery
 	tag := ""
@@ -248,7 +333,9 @@ func (cs *Consumer) serve(ch *amqp.Channel) error {
 			appliedPrefetch = prefetch
 			acks.setPrefetch(prefetch)
 		}
-		if !paused && deliveries == nil {
+		// Deliveries of an earlier consumer still in hand hold back a new
+		// one, which the broker would send a whole prefetch on top of them.
+		if !paused && deliveries == nil && cs.settledAll() {
 			tag = cs.nextTag()
 			d, err := ch.Consume(cs.queue, tag, false, false, false, false, nil)
 			if err != nil {
@@ -293,7 +380,9 @@ func (cs *Consumer) serve(ch *amqp.Channel) error {
 				cs.mu.Unlock()
 				continue
 			}
-			cs.handler(Delivery{Delivery: d, ch: ch, a: acks})
+			d.Acknowledger = settle
+			cs.inHand.Add(1)
+			cs.handler(Delivery{Delivery: d})
 		}
 	}
 }

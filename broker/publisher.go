@@ -60,6 +60,14 @@ func (c *Confirmation) Wait(ctx context.Context) error {
 	}
 }
 
+// Resolved returns a Confirmation whose outcome is already err: what a
+// publisher that is not a broker (a test's, say) hands back.
+func Resolved(err error) *Confirmation {
+	c := &Confirmation{done: make(chan struct{})}
+	c.resolve(err)
+	return c
+}
+
 func (c *Confirmation) resolve(err error) {
 	c.err = err
 	c.msg = nil

@@ -6,10 +6,11 @@ import (
 	"github.com/vsm-relay/relay/metrics"
 )
 
-// handler serves /health, /healthz, /readyz and /metrics.
+// handler serves /health, /healthz, /readyz and /metrics. Each answers GET
+// and HEAD; any other method gets 405 with an Allow header.
 func (r *Relay) handler() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("/health", func(w http.ResponseWriter, req *http.Request) {
+	mux.HandleFunc("GET /health", func(w http.ResponseWriter, req *http.Request) {
 		// Run makes the monitor before it stores consuming; loading
 		// consuming first is what makes the monitor safe to read here,
 		// where a check of the field itself would race with Run.
@@ -19,11 +20,11 @@ func (r *Relay) handler() http.Handler {
 		}
 		r.monitor.Handler().ServeHTTP(w, req)
 	})
-	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		_, _ = w.Write([]byte("ok\n"))
 	})
-	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		if !r.Ready() {
 			w.WriteHeader(http.StatusServiceUnavailable)
@@ -32,6 +33,6 @@ func (r *Relay) handler() http.Handler {
 		}
 		_, _ = w.Write([]byte("ready\n"))
 	})
-	mux.Handle("/metrics", metrics.Handler(r.registry))
+	mux.Handle("GET /metrics", metrics.Handler(r.registry))
 	return mux
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/vsm-relay/relay/broker"
 	"github.com/vsm-relay/relay/bulkhead"
 	"github.com/vsm-relay/relay/health"
+	"github.com/vsm-relay/relay/intake"
 )
 
 // emit hands an event to the emitter, which keeps it until the broker
@@ -48,67 +49,33 @@ func (r *Relay) deadLettered(queue, reason string) {
 	r.emit(algedonic.DeadLettered(queue, reason))
 }
 
-// connHold names the holds a publishing connection puts on intake.
-type connHold struct{ blocked, down uint8 }
-
-// holdWith makes g held while pc is down or blocked, starting from pc's
-// state now. Registering before reading the state means no event is
-// missed: one that comes after the read applies on top of it.
-func (r *Relay) holdWith(pc *broker.Conn, g *gate) {
-	r.gatesMu.Lock()
-	r.connGates[pc] = append(r.connGates[pc], g)
-	h := r.connHolds[pc]
-	r.gatesMu.Unlock()
-	if h.down != 0 && !pc.Connected() {
-		g.set(h.down, true)
-	}
-	if h.blocked != 0 && pc.Blocked() {
-		g.set(h.blocked, true)
-	}
-}
-
-// hold sets or clears a hold on the gates of the queues c publishes for.
-func (r *Relay) hold(c *broker.Conn, hold uint8, on bool) {
-	if hold == 0 {
-		return
-	}
-	r.gatesMu.Lock()
-	gates := append([]*gate(nil), r.connGates[c]...)
-	r.gatesMu.Unlock()
-	for _, g := range gates {
-		g.set(hold, on)
-	}
-}
-
 // watchConn turns connection events into intake holds, metrics and
 // signals.
-func (r *Relay) watchConn(c *broker.Conn, h connHold) {
-	r.gatesMu.Lock()
-	r.connHolds[c] = h
-	r.gatesMu.Unlock()
+func (r *Relay) watchConn(c *broker.Conn, h intake.ConnHolds) {
+	r.conns.Track(c, h)
 	bm := r.metrics.Broker(c.Name())
 	bm.Connected.Set(1)
 	c.OnEvent(func(ev broker.Event) {
 		switch ev.Kind {
 		case broker.Connected:
 			bm.Connected.Set(1)
-			r.hold(c, h.down, false)
+			r.conns.Down(c, false)
 			if ev.Downtime > 0 {
 				bm.Reconnects.Inc()
 				r.emit(algedonic.AMQPRestored(ev.Downtime))
 			}
 		case broker.Lost:
 			bm.Connected.Set(0)
-			r.hold(c, h.down, true)
+			r.conns.Down(c, true)
 			r.emit(algedonic.AMQPLost(c.Name() + " connection: " + ev.Reason))
 		case broker.Blocked:
 			bm.Blocked.Set(1)
-			r.hold(c, h.blocked, true)
+			r.conns.Blocked(c, true)
 			r.emit(algedonic.AMQPBlocked(c.Name() + " connection: " + ev.Reason))
 		case broker.Unblocked:
 			bm.Blocked.Set(0)
 			bm.BlockedSeconds.Add(ev.Downtime.Seconds())
-			r.hold(c, h.blocked, false)
+			r.conns.Blocked(c, false)
 			restored := algedonic.AMQPRestored(ev.Downtime)
 			restored.Reason = fmt.Sprintf("broker unblocked the %s connection after %s", c.Name(), ev.Downtime.Round(time.Millisecond))
 			r.emit(restored)
@@ -133,11 +100,36 @@ func (r *Relay) bulkheadStats() []bulkhead.Stats {
 }
 
 func (r *Relay) amqpStatus() health.AMQPStatus {
-	if r.publishConn == nil || r.consumeConn == nil {
-		return health.AMQPStatus{}
-	}
 	return health.AMQPStatus{
 		Connected: r.publishConn.Connected() && r.consumeConn.Connected(),
 		Blocked:   r.publishConn.Blocked(),
 	}
+}
+
+// newMonitor makes the health monitor, which reads the breakers, pools and
+// connections and publishes on the relay's event publisher.
+func (r *Relay) newMonitor() error {
+	seen := map[string]bool{}
+	var targetBreakers []string
+	for _, name := range slices.Sorted(maps.Keys(r.targets)) {
+		if b := r.targets[name].Breaker.Name(); !seen[b] {
+			seen[b] = true
+			targetBreakers = append(targetBreakers, b)
+		}
+	}
+	slices.Sort(targetBreakers)
+	h := r.cfg.Health
+	mon, err := health.NewMonitor(health.Config{
+		Instance: r.cfg.Instance, Exchange: h.Exchange, Interval: h.Interval, DegradedUtilization: h.DegradedUtilization,
+	}, health.Sources{
+		Breakers:       r.breakerSnapshots,
+		Bulkheads:      r.bulkheadStats,
+		AMQP:           r.amqpStatus,
+		TargetBreakers: targetBreakers,
+	}, r.emitter.Emit, eventPublisher{r}, health.WithLogger(r.log), health.WithRegisterer(r.registry))
+	if err != nil {
+		return err
+	}
+	r.monitor = mon
+	return nil
 }

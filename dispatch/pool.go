@@ -1,10 +1,10 @@
-package relay
+package dispatch
 
 import (
 	"context"
 	"sync"
 
-	"github.com/vsm-relay/relay/broker"
+	amqp "github.com/rabbitmq/amqp091-go"
 )
 
 // pool runs a queue's deliveries on a fixed set of workers. Reusing a
@@ -12,7 +12,7 @@ import (
 // worker's context is made once, so a request's timeout context is not
 // registered on one context shared by every task.
 type pool struct {
-	tasks    chan broker.Delivery
+	tasks    chan amqp.Delivery
 	done     chan struct{}
 	workers  sync.WaitGroup
 	inflight sync.WaitGroup // accepted and not yet finished
@@ -20,8 +20,8 @@ type pool struct {
 
 // newPool starts n workers that call handle for each delivery; buffer is
 // how many deliveries may wait for a worker (the prefetch).
-func newPool(parent context.Context, n, buffer int, handle func(context.Context, broker.Delivery)) *pool {
-	p := &pool{tasks: make(chan broker.Delivery, max(1, buffer)), done: make(chan struct{})}
+func newPool(parent context.Context, n, buffer int, handle func(context.Context, amqp.Delivery)) *pool {
+	p := &pool{tasks: make(chan amqp.Delivery, max(1, buffer)), done: make(chan struct{})}
 	for range max(1, n) {
 		p.workers.Add(1)
 		go func() {
@@ -46,7 +46,7 @@ func newPool(parent context.Context, n, buffer int, handle func(context.Context,
 // never blocks it: the prefetch bounds the deliveries in hand, and the
 // rare surplus (a consumer re-consuming under a new prefetch) waits on a
 // goroutine of its own.
-func (p *pool) submit(d broker.Delivery) {
+func (p *pool) submit(d amqp.Delivery) {
 	p.inflight.Add(1)
 	select {
 	case p.tasks <- d:
@@ -57,7 +57,7 @@ func (p *pool) submit(d broker.Delivery) {
 
 // late waits for room for d. It is its own function so that submit's
 // common case does not move every delivery to the heap.
-func (p *pool) late(d broker.Delivery) {
+func (p *pool) late(d amqp.Delivery) {
 	select {
 	case p.tasks <- d:
 	case <-p.done:

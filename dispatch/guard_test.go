@@ -1,4 +1,4 @@
-package relay
+package dispatch
 
 import (
 	"context"
@@ -11,7 +11,7 @@ import (
 	"github.com/vsm-relay/relay/bulkhead"
 )
 
-func testGuard(t *testing.T) (*guard, *[]string) {
+func testGuard(t *testing.T) (*Guard, *[]string) {
 	t.Helper()
 	b, err := breaker.New("svc", breaker.Settings{FailureThreshold: 2, SuccessThreshold: 1, ResetTimeout: time.Hour})
 	if err != nil {
@@ -22,8 +22,8 @@ func testGuard(t *testing.T) (*guard, *[]string) {
 		t.Fatal(err)
 	}
 	var rejected []string
-	return &guard{breaker: b, bulkhead: pool, poolWait: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "w"}),
-		onReject: func(b *bulkhead.Bulkhead, err error) { rejected = append(rejected, b.Name()+" "+bulkhead.Reason(err)) }}, &rejected
+	return &Guard{Breaker: b, Bulkhead: pool, PoolWait: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "w"}),
+		OnReject: func(b *bulkhead.Bulkhead, err error) { rejected = append(rejected, b.Name()+" "+bulkhead.Reason(err)) }}, &rejected
 }
 
 func TestGuardReportsOutcomesToTheBreaker(t *testing.T) {
@@ -34,7 +34,7 @@ func TestGuardReportsOutcomesToTheBreaker(t *testing.T) {
 			t.Fatalf("call %d: %v", i, err)
 		}
 	}
-	if st := g.breaker.Snapshot(); st.State != breaker.Open || st.LastFailure != "HTTP 503" {
+	if st := g.Breaker.Snapshot(); st.State != breaker.Open || st.LastFailure != "HTTP 503" {
 		t.Fatalf("after two failures: %+v", st)
 	}
 	called := false
@@ -42,18 +42,18 @@ func TestGuardReportsOutcomesToTheBreaker(t *testing.T) {
 	if !errors.Is(err, errBreakerOpen) || called {
 		t.Fatalf("open breaker: err %v, called %v", err, called)
 	}
-	if s := g.bulkhead.Stats(); s.Busy != 0 {
+	if s := g.Bulkhead.Stats(); s.Busy != 0 {
 		t.Fatalf("%d slots left busy", s.Busy)
 	}
 }
 
 func TestGuardPoolRejectionNeverReachesTheBreaker(t *testing.T) {
 	g, rejected := testGuard(t)
-	h, err := g.bulkhead.Checkout(context.Background())
+	h, err := g.Bulkhead.Checkout(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer g.bulkhead.Checkin(h)
+	defer g.Bulkhead.Checkin(h)
 	var rej *poolRejection
 	err = g.run(context.Background(), func() (breaker.Outcome, error) { t.Fatal("called through a full pool"); return 0, nil })
 	if !errors.As(err, &rej) || err.Error() != "bulkhead pool rejected it (full)" {
@@ -62,7 +62,7 @@ func TestGuardPoolRejectionNeverReachesTheBreaker(t *testing.T) {
 	if len(*rejected) != 1 || (*rejected)[0] != "pool full" {
 		t.Fatalf("onReject calls %q", *rejected)
 	}
-	if st := g.breaker.Snapshot(); st.FailureCount != 0 {
+	if st := g.Breaker.Snapshot(); st.FailureCount != 0 {
 		t.Fatalf("the breaker counted a pool rejection: %+v", st)
 	}
 }
@@ -74,8 +74,8 @@ func TestGuardHalfOpenProbeBusy(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	g.breaker = b
-	g.bulkhead, _ = bulkhead.New("pool", bulkhead.Settings{Size: 2})
+	g.Breaker = b
+	g.Bulkhead, _ = bulkhead.New("pool", bulkhead.Settings{Size: 2})
 	_ = g.run(context.Background(), func() (breaker.Outcome, error) { return breaker.Failure, errors.New("x") })
 	time.Sleep(time.Millisecond)
 	inside, release := make(chan struct{}), make(chan struct{})

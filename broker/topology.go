@@ -1,4 +1,4 @@
-package relay
+package broker
 
 import (
 	"errors"
@@ -7,6 +7,64 @@ import (
 
 	amqp "github.com/rabbitmq/amqp091-go"
 )
+
+// Topology is what a connection declares on every (re)connect, in order:
+// topic exchanges, queues, then exchanges that must exist in any type.
+type Topology struct {
+	// Topics are durable topic exchanges; one that exists with another
+	// type is an error naming it.
+	Topics []string
+	// Queues are durable queues.
+	Queues []Queue
+	// Exchanges must exist; any type is accepted, and a missing one is
+	// declared as a durable topic exchange.
+	Exchanges []string
+}
+
+// Queue is a durable queue and its arguments.
+type Queue struct {
+	Name string
+	// Args are the queue's x-arguments. When none are asked for and the
+	// queue already exists with arguments of its own (a length limit an
+	// operator set, say), it is used as it is.
+	Args amqp.Table
+}
+
+// Add appends u's declarations to t.
+func (t *Topology) Add(u Topology) {
+	t.Topics = append(t.Topics, u.Topics...)
+	t.Queues = append(t.Queues, u.Queues...)
+	t.Exchanges = append(t.Exchanges, u.Exchanges...)
+}
+
+// Declare declares t on conn. It is idempotent.
+func (t Topology) Declare(conn *amqp.Connection, log *slog.Logger) error {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	d := &declarer{conn: conn, log: log}
+	defer d.close()
+	for _, x := range t.Topics {
+		if err := d.topic(x); err != nil {
+			return err
+		}
+	}
+	for _, q := range t.Queues {
+		if err := d.queue(q.Name, q.Args); err != nil {
+			return err
+		}
+	}
+	for _, x := range t.Exchanges {
+		declared, err := d.ensureExchange(x)
+		if err != nil {
+			return err
+		}
+		if declared {
+			log.Info("declared missing exchange", "exchange", x, "type", "topic")
+		}
+	}
+	return nil
+}
 
 // declarer declares topology on one connection. A refused declare closes
 // its channel, so it opens a fresh one whenever it needs to.

@@ -1,4 +1,4 @@
-package relay
+package dispatch
 
 import (
 	"context"
@@ -11,14 +11,17 @@ import (
 	"github.com/vsm-relay/relay/bulkhead"
 )
 
-// guard is a downstream's protections, taken in the contract's order: a
+// Guard is a downstream's protections, taken in the contract's order: a
 // bulkhead slot, then a breaker permit. The work path (HTTP targets) and
 // the outbound path (destination brokers) both call through one.
-type guard struct {
-	breaker  *breaker.Breaker
-	bulkhead *bulkhead.Bulkhead
-	poolWait prometheus.Observer
-	onReject func(b *bulkhead.Bulkhead, err error)
+type Guard struct {
+	Breaker  *breaker.Breaker
+	Bulkhead *bulkhead.Bulkhead
+	// PoolWait observes the seconds each call waited for a slot. Nil:
+	// not observed.
+	PoolWait prometheus.Observer
+	// OnReject is told of every call the bulkhead turned away. Nil: none.
+	OnReject func(b *bulkhead.Bulkhead, err error)
 }
 
 // errBreakerOpen and errProbeBusy end a call before it is made.
@@ -47,20 +50,24 @@ type ticket struct {
 // enter takes a bulkhead slot, then a breaker permit. Without them it
 // returns ctx's error, a *poolRejection, errBreakerOpen or errProbeBusy,
 // and holds nothing. A call that entered must exit exactly once.
-func (g *guard) enter(ctx context.Context) (ticket, error) {
+func (g *Guard) enter(ctx context.Context) (ticket, error) {
 	waitStart := time.Now()
-	h, err := g.bulkhead.Checkout(ctx)
-	g.poolWait.Observe(time.Since(waitStart).Seconds())
+	h, err := g.Bulkhead.Checkout(ctx)
+	if g.PoolWait != nil {
+		g.PoolWait.Observe(time.Since(waitStart).Seconds())
+	}
 	if err != nil {
 		if ctx.Err() != nil {
 			return ticket{}, ctx.Err()
 		}
-		g.onReject(g.bulkhead, err)
-		return ticket{}, &poolRejection{pool: g.bulkhead.Name(), reason: bulkhead.Reason(err)}
+		if g.OnReject != nil {
+			g.OnReject(g.Bulkhead, err)
+		}
+		return ticket{}, &poolRejection{pool: g.Bulkhead.Name(), reason: bulkhead.Reason(err)}
 	}
-	p, err := g.breaker.Allow()
+	p, err := g.Breaker.Allow()
 	if err != nil {
-		g.bulkhead.Checkin(h)
+		g.Bulkhead.Checkin(h)
 		if errors.Is(err, breaker.ErrTooManyProbes) {
 			return ticket{}, errProbeBusy
 		}
@@ -71,14 +78,14 @@ func (g *guard) enter(ctx context.Context) (ticket, error) {
 
 // exit reports a call's outcome (and, for a failure, its reason) to the
 // breaker and gives the bulkhead slot back.
-func (g *guard) exit(t ticket, outcome breaker.Outcome, reason error) {
-	g.breaker.Done(t.permit, outcome, reason)
-	g.bulkhead.Checkin(t.slot)
+func (g *Guard) exit(t ticket, outcome breaker.Outcome, reason error) {
+	g.Breaker.Done(t.permit, outcome, reason)
+	g.Bulkhead.Checkin(t.slot)
 }
 
 // run holds a bulkhead slot and a breaker permit while call runs (enter,
 // call, exit). Without calling it returns enter's error.
-func (g *guard) run(ctx context.Context, call func() (breaker.Outcome, error)) error {
+func (g *Guard) run(ctx context.Context, call func() (breaker.Outcome, error)) error {
 	t, err := g.enter(ctx)
 	if err != nil {
 		return err

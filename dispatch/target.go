@@ -1,4 +1,4 @@
-package relay
+package dispatch
 
 import (
 	"bytes"
@@ -40,8 +40,46 @@ type result struct {
 	local bool
 }
 
-// target is a downstream HTTP service and the protections around it.
-type target struct {
+// TargetSpec describes a downstream HTTP service for NewTarget.
+type TargetSpec struct {
+	Name    string
+	URL     string
+	Method  string
+	Timeout time.Duration
+	// Headers are sent on every request, ${VAR} references expanded.
+	Headers http.Header
+	// MaxRequestBytes: a task body over it is dead-lettered unsent.
+	MaxRequestBytes int64
+	// MaxResponseBytes: a response body over it is a permanent failure.
+	MaxResponseBytes int64
+	Client           *http.Client
+	Guard            Guard
+	// Backoff paces the in-process retries of a task.
+	Backoff backoff.Policy
+	// Metrics are the target's; nil: unregistered ones.
+	Metrics   *metrics.TargetMetrics
+	UserAgent string
+}
+
+// NewTarget returns the target s describes.
+func NewTarget(s TargetSpec) *Target {
+	if s.Metrics == nil {
+		var detached *metrics.Metrics
+		s.Metrics = detached.Target(s.Name)
+	}
+	return &Target{
+		name: s.Name, url: s.URL, method: s.Method, timeout: s.Timeout, headers: s.Headers,
+		maxReq: s.MaxRequestBytes, maxResp: s.MaxResponseBytes, client: s.Client,
+		Guard: s.Guard, policy: s.Backoff, m: s.Metrics, userAgent: s.UserAgent,
+	}
+}
+
+// Name returns the target's name.
+func (t *Target) Name() string { return t.name }
+
+// Target is a downstream HTTP service and the protections around it. It is
+// safe for concurrent use.
+type Target struct {
 	name    string
 	url     string
 	method  string
@@ -50,7 +88,7 @@ type target struct {
 	maxReq  int64
 	maxResp int64
 	client  *http.Client
-	guard
+	Guard
 	policy    backoff.Policy
 	m         *metrics.TargetMetrics
 	userAgent string
@@ -68,7 +106,7 @@ type task struct {
 
 // call makes one request to the target. It never returns an error: every
 // way a request can end is a result.
-func (t *target) call(ctx context.Context, tk *task) result {
+func (t *Target) call(ctx context.Context, tk *task) result {
 	ctx, cancel := context.WithTimeout(ctx, t.timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, t.method, t.url, bytes.NewReader(tk.body))
@@ -118,7 +156,7 @@ func (t *target) call(ctx context.Context, tk *task) result {
 	return t.classify(resp, body, tooLarge)
 }
 
-func (t *target) classify(resp *http.Response, body []byte, tooLarge bool) result {
+func (t *Target) classify(resp *http.Response, body []byte, tooLarge bool) result {
 	code := resp.StatusCode
 	r := result{status: code, body: body, contentType: resp.Header.Get("Content-Type")}
 	switch {
@@ -162,7 +200,7 @@ func bodySnippet(b []byte) string {
 	return s
 }
 
-func (t *target) transportReason(err error) string {
+func (t *Target) transportReason(err error) string {
 	var ne net.Error
 	if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, context.DeadlineExceeded) {
 		return fmt.Sprintf("no response from target %s within %s", t.name, t.timeout)
@@ -191,7 +229,7 @@ func readLimited(r io.Reader, limit int64) (body []byte, tooLarge bool, err erro
 
 // attempt makes one protected request. A pool rejection is a retryable
 // result that spends no attempt; an open breaker is errBreakerOpen.
-func (t *target) attempt(ctx context.Context, tk *task) (result, error) {
+func (t *Target) attempt(ctx context.Context, tk *task) (result, error) {
 	var res result
 	err := t.run(ctx, func() (breaker.Outcome, error) {
 		res = t.call(ctx, tk)

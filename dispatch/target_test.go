@@ -1,4 +1,4 @@
-package relay
+package dispatch
 
 import (
 	"context"
@@ -15,9 +15,9 @@ import (
 	"github.com/vsm-relay/relay/metrics"
 )
 
-func testTarget(url string, timeout time.Duration) *target {
+func testTarget(url string, timeout time.Duration) *Target {
 	var m *metrics.Metrics // a nil *Metrics hands out unregistered metrics
-	return &target{
+	return &Target{
 		name: "svc", url: url, method: http.MethodPost, timeout: timeout,
 		maxReq: 1 << 10, maxResp: 64, client: &http.Client{}, m: m.Target("svc"), userAgent: "relay/test",
 	}

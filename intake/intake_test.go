@@ -1,4 +1,4 @@
-package relay
+package intake
 
 import (
 	"errors"
@@ -33,11 +33,11 @@ func TestIntakeFollowsBreakerStates(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	in := newIntake(b)
-	defer in.close()
+	in := FollowBreaker(b)
+	defer in.Close()
 	a, c := &fakeConsumer{prefetch: 64}, &fakeConsumer{prefetch: 32}
-	in.add(&gate{c: a, normal: 64})
-	in.add(&gate{c: c, normal: 32})
+	in.Add(NewGate(a, 64))
+	in.Add(NewGate(c, 32))
 
 	fail := func() {
 		p, err := b.Allow()
@@ -84,20 +84,20 @@ func TestIntakeFollowsBreakerStates(t *testing.T) {
 
 func TestGateHoldsCombine(t *testing.T) {
 	f := &fakeConsumer{}
-	g := &gate{c: f, normal: 16, probes: 3}
+	g := NewGate(f, 16)
 	steps := []struct {
 		name       string
 		do         func()
 		wantPaused bool
 		wantPF     int
 	}{
-		{"blocked", func() { g.set(holdBlocked, true) }, true, 0},
-		{"breaker too", func() { g.set(holdBreaker, true) }, true, 0},
-		{"unblocked, breaker still open", func() { g.set(holdBlocked, false) }, true, 0},
-		{"half-open", func() { g.setHalfOpen(true); g.set(holdBreaker, false) }, false, 3},
-		{"blocked while half-open", func() { g.set(holdBlocked, true) }, true, 3},
-		{"unblocked", func() { g.set(holdBlocked, false) }, false, 3},
-		{"closed", func() { g.setHalfOpen(false) }, false, 16},
+		{"blocked", func() { g.Set(HoldBlocked, true) }, true, 0},
+		{"breaker too", func() { g.Set(HoldBreaker, true) }, true, 0},
+		{"unblocked, breaker still open", func() { g.Set(HoldBlocked, false) }, true, 0},
+		{"half-open", func() { g.setHalfOpen(true, 3); g.Set(HoldBreaker, false) }, false, 3},
+		{"blocked while half-open", func() { g.Set(HoldBlocked, true) }, true, 3},
+		{"unblocked", func() { g.Set(HoldBlocked, false) }, false, 3},
+		{"closed", func() { g.setHalfOpen(false, 3) }, false, 16},
 	}
 	for _, s := range steps {
 		s.do()

@@ -1,4 +1,4 @@
-package relay
+package dispatch
 
 import (
 	"context"
@@ -6,14 +6,14 @@ import (
 	"sync/atomic"
 	"testing"
 
-	"github.com/vsm-relay/relay/broker"
+	amqp "github.com/rabbitmq/amqp091-go"
 )
 
 func TestPoolRunsEveryDeliveryOnItsWorkers(t *testing.T) {
 	var handled atomic.Int64
 	var mu sync.Mutex
 	ctxs := map[context.Context]bool{}
-	p := newPool(context.Background(), 3, 2, func(ctx context.Context, d broker.Delivery) {
+	p := newPool(context.Background(), 3, 2, func(ctx context.Context, d amqp.Delivery) {
 		mu.Lock()
 		ctxs[ctx] = true
 		mu.Unlock()
@@ -21,7 +21,7 @@ func TestPoolRunsEveryDeliveryOnItsWorkers(t *testing.T) {
 	})
 	// More than workers plus buffer at once: the surplus waits, none is lost.
 	for i := 0; i < 50; i++ {
-		p.submit(broker.Delivery{})
+		p.submit(amqp.Delivery{})
 	}
 	p.wait()
 	p.stop()
@@ -37,9 +37,9 @@ func TestPoolRunsEveryDeliveryOnItsWorkers(t *testing.T) {
 // on the consumer's goroutine for every task.
 func TestPoolSubmitWithRoomDoesNotAllocate(t *testing.T) {
 	const runs = 1000
-	p := newPool(context.Background(), 1, runs+10, func(context.Context, broker.Delivery) {})
+	p := newPool(context.Background(), 1, runs+10, func(context.Context, amqp.Delivery) {})
 	defer p.stop()
-	d := broker.Delivery{}
+	d := amqp.Delivery{}
 	d.DeliveryTag = 7
 	if a := testing.AllocsPerRun(runs, func() { p.submit(d) }); a != 0 {
 		t.Fatalf("submit allocates %v times per delivery", a)

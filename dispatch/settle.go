@@ -1,0 +1,312 @@
+package dispatch
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	amqp "github.com/rabbitmq/amqp091-go"
+	"github.com/vsm-relay/relay/broker"
+)
+
+// Kind is what becomes of a delivery.
+type Kind uint8
+
+const (
+	// Requeue gives the delivery back to the broker untouched: no attempt
+	// was spent on it (its breaker was open, the relay was stopping), or
+	// its outcome could not be published.
+	Requeue Kind = iota
+	// Reply acks a task the downstream answered, after publishing the
+	// answer to its reply_to, when it has one.
+	Reply
+	// Redeliver acks a task after publishing it to the delay queue of its
+	// next redelivery step, from which the broker brings it back.
+	Redeliver
+	// DeadLetter acks a delivery after publishing it to the queue's .dlq
+	// with its reason, and an error reply to its reply_to, when it has one.
+	DeadLetter
+	// Forwarded acks an outbound message its destination confirmed.
+	Forwarded
+	// Stale leaves a delivery whose channel died before it was started: the
+	// broker has it back already, and may have handed it to another
+	// consumer.
+	Stale
+)
+
+var kindNames = [...]string{"requeue", "reply", "redeliver", "dead-letter", "forwarded", "stale"}
+
+func (k Kind) String() string {
+	if int(k) < len(kindNames) {
+		return kindNames[k]
+	}
+	return fmt.Sprintf("Kind(%d)", k)
+}
+
+// Outcome is the decision about one delivery: what settle carries out.
+type Outcome struct {
+	Kind Kind
+	// Reason says why, readably: the x-relay-error of a dead letter or a
+	// redelivery, and what a requeue is logged with.
+	Reason string
+	// Status is the downstream's HTTP status, when one was seen.
+	Status int
+	// Attempts is the task's downstream attempts over all its deliveries.
+	Attempts int
+	// Step is the redelivery step a Redeliver goes to (0 is the first).
+	Step int
+	// Returned marks an outbound dead letter its destination returned as
+	// unroutable; it is counted as returned, not as dead-lettered.
+	Returned bool
+	// Body and ContentType are a Reply's answer.
+	Body        []byte
+	ContentType string
+}
+
+// Publisher publishes the messages an outcome needs (a *broker.Publisher).
+type Publisher interface {
+	// Publish sends msg and returns at once with its pending confirmation.
+	Publish(ctx context.Context, exchange, key string, mandatory bool, msg amqp.Publishing) (*broker.Confirmation, error)
+}
+
+// Counters count deliveries by how they were settled; a nil field counts
+// nothing. Each delivery is counted once.
+type Counters struct {
+	// Replied counts tasks answered to their reply_to; Completed, tasks
+	// answered that had no reply_to.
+	Replied, Completed prometheus.Counter
+	Redelivered        prometheus.Counter
+	DeadLettered       prometheus.Counter
+	// Returned counts outbound messages dead-lettered because their
+	// destination returned them unroutable.
+	Returned prometheus.Counter
+	// Forwarded counts outbound messages their destination confirmed.
+	Forwarded prometheus.Counter
+	Requeued  prometheus.Counter
+}
+
+func inc(c prometheus.Counter) {
+	if c != nil {
+		c.Inc()
+	}
+}
+
+// DelayStep is one delayed redelivery: a queue whose TTL dead-letters
+// messages back to the work queue.
+type DelayStep struct {
+	Delay time.Duration
+	Queue string
+}
+
+// settler carries outcomes out for one queue.
+type settler struct {
+	queue string
+	dlq   string
+	// target is the work queue's target (x-relay-target), "" for outbound.
+	target string
+	delays []DelayStep
+	pub    Publisher
+	counts Counters
+	log    *slog.Logger
+	// deadLettered is told of every dead letter, after its confirm.
+	deadLettered func(queue, reason string)
+}
+
+// settle carries o out for d: it publishes what o needs, waits for the
+// confirms, then acks d; when the publish fails, or o is a requeue, d goes
+// back to the broker. ctx bounds the publishing.
+func (s *settler) settle(ctx context.Context, d *amqp.Delivery, o Outcome) {
+	var err error
+	var count prometheus.Counter
+	switch o.Kind {
+	case Stale:
+		// Settle it all the same, so that it is counted out of the
+		// deliveries in hand; its channel is gone, so nothing is sent.
+		_ = d.Nack(false, true)
+		return
+	case Requeue:
+		s.requeue(d, o.Reason)
+		return
+	case Reply:
+		count = s.counts.Completed
+		if d.ReplyTo != "" {
+			count = s.counts.Replied
+			err = s.publishReply(ctx, d, s.replyOf(d, o))
+		}
+	case Redeliver:
+		count = s.counts.Redelivered
+		err = s.redeliver(ctx, d, o)
+	case DeadLetter:
+		count = s.counts.DeadLettered
+		if o.Returned {
+			count = s.counts.Returned
+		}
+		err = s.deadLetter(ctx, d, o)
+	case Forwarded:
+		count = s.counts.Forwarded
+	}
+	if err != nil {
+		s.log.Warn("outcome not confirmed by the broker; the delivery goes back for redelivery",
+			"outcome", o.Kind.String(), "err", err.Error(), "message_id", d.MessageId)
+		s.requeue(d, "outcome not confirmed")
+		return
+	}
+	if err := d.Ack(false); err != nil {
+		// The channel died after the outcome was published: the broker
+		// delivers it again (at least once).
+		s.log.Warn("ack failed after the outcome was published; the delivery will come again",
+			"outcome", o.Kind.String(), "err", err.Error(), "message_id", d.MessageId)
+		return
+	}
+	inc(count)
+}
+
+func (s *settler) requeue(d *amqp.Delivery, why string) {
+	inc(s.counts.Requeued)
+	if err := d.Nack(false, true); err != nil && !errors.Is(err, broker.ErrStale) {
+		s.log.Warn("requeue failed", "err", err.Error(), "why", why)
+	}
+}
+
+// replyOf is a task's answer as it goes to its reply_to.
+func (s *settler) replyOf(d *amqp.Delivery, o Outcome) amqp.Publishing {
+	h := amqp.Table{
+		HeaderStatus:   int32(o.Status),
+		HeaderTarget:   s.target,
+		HeaderAttempts: int32(o.Attempts),
+	}
+	copyTrace(d.Headers, h)
+	return amqp.Publishing{
+		ContentType:   o.ContentType,
+		CorrelationId: d.CorrelationId,
+		Headers:       h,
+		Body:          o.Body,
+		DeliveryMode:  d.DeliveryMode,
+		Timestamp:     time.Now(),
+	}
+}
+
+// publishReply publishes a reply (mandatory, so a vanished reply queue is
+// noticed) and waits for its confirm. A reply queue that no longer exists
+// is logged, not retried: its client is gone.
+func (s *settler) publishReply(ctx context.Context, d *amqp.Delivery, msg amqp.Publishing) error {
+	err := s.publishAndWait(ctx, "", d.ReplyTo, msg)
+	if errors.Is(err, broker.ErrReturned) {
+		s.log.Warn("reply queue no longer exists; reply dropped", "reply_to", d.ReplyTo)
+		return nil
+	}
+	return err
+}
+
+func (s *settler) publishAndWait(ctx context.Context, exchange, key string, msg amqp.Publishing) error {
+	conf, err := s.pub.Publish(ctx, exchange, key, true, msg)
+	if err != nil {
+		return err
+	}
+	return conf.Wait(ctx)
+}
+
+// deadLetter sends d to the queue's .dlq with o's reason, and an error
+// reply to its reply_to when it has one; it returns once both are
+// confirmed.
+func (s *settler) deadLetter(ctx context.Context, d *amqp.Delivery, o Outcome) error {
+	h := copyHeaders(d.Headers, 5)
+	if s.target == "" {
+		// Outbound: the message keeps the headers it came with, so that
+		// it can be replayed as it was.
+		h = make(amqp.Table, len(d.Headers)+2)
+		for k, v := range d.Headers {
+			h[k] = v
+		}
+	} else {
+		h[HeaderAttempts] = int32(o.Attempts)
+		h[HeaderTarget] = s.target
+		if o.Status != 0 {
+			h[HeaderStatus] = int32(o.Status)
+		}
+	}
+	h[HeaderError] = o.Reason
+	h[HeaderQueue] = s.queue
+	conf, err := s.pub.Publish(ctx, "", s.dlq, true, publishingOf(d, h))
+	if err != nil {
+		return fmt.Errorf("dead-lettering to %s: %w", s.dlq, err)
+	}
+	var replyErr error
+	if d.ReplyTo != "" && s.target != "" {
+		rh := amqp.Table{HeaderError: o.Reason, HeaderAttempts: int32(o.Attempts), HeaderTarget: s.target}
+		if o.Status != 0 {
+			rh[HeaderStatus] = int32(o.Status)
+		}
+		copyTrace(d.Headers, rh)
+		replyErr = s.publishReply(ctx, d, amqp.Publishing{
+			ContentType:   "text/plain; charset=utf-8",
+			CorrelationId: d.CorrelationId,
+			Headers:       rh,
+			Body:          []byte(o.Reason),
+			DeliveryMode:  d.DeliveryMode,
+			Timestamp:     time.Now(),
+		})
+	}
+	if err := conf.Wait(ctx); err != nil {
+		return fmt.Errorf("dead-lettering to %s: %w", s.dlq, err)
+	}
+	if replyErr != nil {
+		return replyErr
+	}
+	s.log.Warn("dead-lettered", "reason", o.Reason, "attempts", o.Attempts, "message_id", d.MessageId)
+	if s.deadLettered != nil {
+		s.deadLettered(s.queue, o.Reason)
+	}
+	return nil
+}
+
+// redeliver sends d to the delay queue of o's step, to come back to the
+// work queue when its TTL passes.
+func (s *settler) redeliver(ctx context.Context, d *amqp.Delivery, o Outcome) error {
+	step := s.delays[o.Step]
+	h := copyHeaders(d.Headers, 4)
+	h[HeaderAttempts] = int32(o.Attempts)
+	h[HeaderRedeliveries] = int32(o.Step + 1)
+	h[HeaderError] = o.Reason
+	if o.Status != 0 {
+		h[HeaderStatus] = int32(o.Status)
+	}
+	msg := publishingOf(d, h)
+	msg.DeliveryMode = amqp.Persistent
+	if err := s.publishAndWait(ctx, "", step.Queue, msg); err != nil {
+		return fmt.Errorf("scheduling redelivery through %s: %w", step.Queue, err)
+	}
+	s.log.Info("task scheduled for redelivery", "after", step.Delay, "attempts", o.Attempts, "reason", o.Reason, "message_id", d.MessageId)
+	return nil
+}
+
+// publishingOf copies a delivery's properties into a new publishing.
+func publishingOf(d *amqp.Delivery, h amqp.Table) amqp.Publishing {
+	return amqp.Publishing{
+		Headers:         h,
+		ContentType:     d.ContentType,
+		ContentEncoding: d.ContentEncoding,
+		DeliveryMode:    d.DeliveryMode,
+		Priority:        d.Priority,
+		CorrelationId:   d.CorrelationId,
+		ReplyTo:         d.ReplyTo,
+		Expiration:      d.Expiration,
+		MessageId:       d.MessageId,
+		Timestamp:       d.Timestamp,
+		Type:            d.Type,
+		UserId:          d.UserId,
+		AppId:           d.AppId,
+		Body:            d.Body,
+	}
+}
+
+func copyTrace(from, to amqp.Table) {
+	for _, k := range []string{HeaderTraceparent, HeaderTracestate} {
+		if v, ok := stringHeader(from, k); ok {
+			to[k] = v
+		}
+	}
+}

@@ -1,0 +1,154 @@
+package dispatch
+
+import (
+	"context"
+
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	amqp "github.com/rabbitmq/amqp091-go"
+	"github.com/vsm-relay/relay/broker"
+)
+
+func counter() prometheus.Counter { return prometheus.NewCounter(prometheus.CounterOpts{Name: "c"}) }
+
+func testSettler(pub *publisher) (*settler, *Counters, *[]string) {
+	c := &Counters{
+		Replied: counter(), Completed: counter(), Redelivered: counter(), DeadLettered: counter(),
+		Returned: counter(), Forwarded: counter(), Requeued: counter(),
+	}
+	var dead []string
+	s := &settler{
+		queue: "q", dlq: "q.dlq", target: "svc", pub: pub, counts: *c,
+		delays:       []DelayStep{{Delay: time.Second, Queue: "q.delay.1s"}, {Delay: 2 * time.Second, Queue: "q.delay.2s"}},
+		log:          testLog(),
+		deadLettered: func(q, reason string) { dead = append(dead, q+": "+reason) },
+	}
+	return s, c, &dead
+}
+
+// One settle path: each outcome publishes what it needs, then acks, and
+// is counted once under its own label; an outcome the broker does not
+// confirm goes back to the queue instead.
+func TestSettleCarriesEachOutcomeOut(t *testing.T) {
+	cases := []struct {
+		name      string
+		o         Outcome
+		replyTo   string
+		fail      error
+		wantKeys  []string // routing keys published to, in order
+		wantAck   bool
+		wantCount func(*Counters) prometheus.Counter
+	}{
+		{"reply", Outcome{Kind: Reply, Status: 200, Attempts: 2, Body: []byte("hi"), ContentType: "text/plain"}, "replies", nil,
+			[]string{"replies"}, true, func(c *Counters) prometheus.Counter { return c.Replied }},
+		{"reply without reply_to", Outcome{Kind: Reply, Status: 200}, "", nil,
+			nil, true, func(c *Counters) prometheus.Counter { return c.Completed }},
+		{"redeliver, second step", Outcome{Kind: Redeliver, Step: 1, Attempts: 3, Status: 503, Reason: "HTTP 503"}, "replies", nil,
+			[]string{"q.delay.2s"}, true, func(c *Counters) prometheus.Counter { return c.Redelivered }},
+		{"dead letter with an error reply", Outcome{Kind: DeadLetter, Attempts: 1, Status: 404, Reason: "HTTP 404"}, "replies", nil,
+			[]string{"q.dlq", "replies"}, true, func(c *Counters) prometheus.Counter { return c.DeadLettered }},
+		{"returned outbound message", Outcome{Kind: DeadLetter, Returned: true, Reason: "unroutable"}, "", nil,
+			[]string{"q.dlq"}, true, func(c *Counters) prometheus.Counter { return c.Returned }},
+		{"forwarded", Outcome{Kind: Forwarded}, "", nil,
+			nil, true, func(c *Counters) prometheus.Counter { return c.Forwarded }},
+		{"requeue", Outcome{Kind: Requeue, Reason: "breaker svc is open"}, "replies", nil,
+			nil, false, func(c *Counters) prometheus.Counter { return c.Requeued }},
+		{"dead letter not confirmed: requeued", Outcome{Kind: DeadLetter, Reason: "x"}, "", broker.ErrNacked,
+			[]string{"q.dlq"}, false, func(c *Counters) prometheus.Counter { return c.Requeued }},
+		{"redelivery lost: requeued", Outcome{Kind: Redeliver, Reason: "x"}, "", broker.ErrLost,
+			[]string{"q.delay.1s"}, false, func(c *Counters) prometheus.Counter { return c.Requeued }},
+		{"reply queue gone: acked all the same", Outcome{Kind: Reply, Status: 200}, "gone", &broker.ReturnedError{ReplyCode: 312},
+			[]string{"gone"}, true, func(c *Counters) prometheus.Counter { return c.Replied }},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			pub := &publisher{}
+			if c.fail != nil {
+				pub.fail = func(publishing) error { return c.fail }
+			}
+			s, counts, _ := testSettler(pub)
+			a := newAcks()
+			d := delivery(amqp.Table{"custom": "kept", HeaderAttempts: int32(1)}, a)
+			d.ReplyTo = c.replyTo
+			s.settle(context.Background(), &d, c.o)
+			var keys []string
+			for _, p := range pub.all() {
+				keys = append(keys, p.key)
+			}
+			if len(keys) != len(c.wantKeys) {
+				t.Fatalf("published to %v, want %v", keys, c.wantKeys)
+			}
+			for i := range keys {
+				if keys[i] != c.wantKeys[i] {
+					t.Fatalf("published to %v, want %v", keys, c.wantKeys)
+				}
+			}
+			acked, nacked := a.counts()
+			if c.wantAck && (acked != 1 || nacked != 0) || !c.wantAck && (acked != 0 || nacked != 1) {
+				t.Fatalf("acked %d, nacked %d; want ack %v", acked, nacked, c.wantAck)
+			}
+			total := 0.0
+			for _, x := range []prometheus.Counter{counts.Replied, counts.Completed, counts.Redelivered, counts.DeadLettered, counts.Returned, counts.Forwarded, counts.Requeued} {
+				total += testutil.ToFloat64(x)
+			}
+			if got := testutil.ToFloat64(c.wantCount(counts)); got != 1 || total != 1 {
+				t.Fatalf("counted %v under the outcome's label and %v in all; want 1 and 1", got, total)
+			}
+		})
+	}
+}
+
+func TestSettleMessagesCarryTheContractHeaders(t *testing.T) {
+	pub := &publisher{}
+	s, _, dead := testSettler(pub)
+	d := delivery(amqp.Table{"custom": "kept", HeaderAttempts: int32(1), HeaderTraceparent: "00-abc-def-01"}, newAcks())
+
+	s.settle(context.Background(), &d, Outcome{Kind: DeadLetter, Attempts: 3, Status: 404, Reason: "HTTP 404 Not Found"})
+	dl := pub.to("q.dlq")[0].msg
+	for k, want := range map[string]any{HeaderError: "HTTP 404 Not Found", HeaderAttempts: int32(3), HeaderStatus: int32(404),
+		HeaderTarget: "svc", HeaderQueue: "q", "custom": "kept"} {
+		if dl.Headers[k] != want {
+			t.Errorf("dead letter %s = %#v, want %#v", k, dl.Headers[k], want)
+		}
+	}
+	if string(dl.Body) != string(d.Body) || dl.MessageId != "m-1" || dl.ReplyTo != "replies" {
+		t.Errorf("dead letter lost the task's body or properties: %+v", dl)
+	}
+	er := pub.to("replies")[0].msg
+	if er.Headers[HeaderError] != "HTTP 404 Not Found" || er.CorrelationId != "c-1" || er.Headers[HeaderTraceparent] != "00-abc-def-01" {
+		t.Errorf("error reply %+v", er)
+	}
+	if len(*dead) != 1 || (*dead)[0] != "q: HTTP 404 Not Found" {
+		t.Errorf("dead-letter signals %v", *dead)
+	}
+
+	s.settle(context.Background(), &d, Outcome{Kind: Redeliver, Step: 0, Attempts: 2, Status: 503, Reason: "HTTP 503"})
+	rd := pub.to("q.delay.1s")[0].msg
+	if rd.Headers[HeaderRedeliveries] != int32(1) || rd.Headers[HeaderAttempts] != int32(2) || rd.DeliveryMode != amqp.Persistent {
+		t.Errorf("redelivery %+v", rd)
+	}
+
+	s.settle(context.Background(), &d, Outcome{Kind: Reply, Status: 201, Attempts: 2, Body: []byte("ok"), ContentType: "text/plain"})
+	rp := pub.to("replies")[1].msg
+	if rp.Headers[HeaderStatus] != int32(201) || rp.Headers[HeaderAttempts] != int32(2) || rp.Headers[HeaderTarget] != "svc" ||
+		string(rp.Body) != "ok" || rp.ContentType != "text/plain" || rp.CorrelationId != "c-1" {
+		t.Errorf("reply %+v", rp)
+	}
+}
+
+func TestSettleStaleDeliveryPublishesNothing(t *testing.T) {
+	pub := &publisher{}
+	s, c, _ := testSettler(pub)
+	a := newAcks()
+	d := delivery(nil, a)
+	s.settle(context.Background(), &d, Outcome{Kind: Stale})
+	if len(pub.all()) != 0 || testutil.ToFloat64(c.Requeued) != 0 {
+		t.Fatal("a stale delivery was published or counted")
+	}
+	if _, nacked := a.counts(); nacked != 1 {
+		t.Fatal("a stale delivery was not settled (it stays counted in hand)")
+	}
+}
