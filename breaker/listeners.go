@@ -89,10 +89,11 @@ type FailureEvent struct {
 
 // OnFailure adds fn to the listeners told of every failure counted while
 // closed. They are called on the failure path only, after the breaker's
-// lock is released and before the listeners of a transition that failure
-// caused, by the goroutine that reported the failure: fn must be quick
-// and must not block. A panic in fn is recovered and logged. A nil fn is
-// ignored.
+// lock is released, by the goroutine that reported the failure: fn must
+// be quick and must not block. That goroutine tells them before it
+// delivers a transition the failure caused, but another goroutine already
+// delivering transitions may deliver it first. A panic in fn is recovered
+// and logged. A nil fn is ignored.
 func (b *Breaker) OnFailure(fn func(FailureEvent)) {
 	if fn == nil {
 		return
