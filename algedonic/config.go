@@ -74,12 +74,13 @@ type Kind struct {
 }
 
 // DefaultCoalesced returns the kinds the contract coalesces: bulkhead
-// rejections and dead-lettered tasks, the two kinds of pain that come in
-// storms during an outage.
+// rejections, dead-lettered tasks and exhausted retry budgets, the kinds
+// of pain that come in storms during an outage.
 func DefaultCoalesced() []Kind {
 	return []Kind{
 		{Source: SourceBulkhead, Event: EventRejected},
 		{Source: SourceQueue, Event: EventDeadLettered},
+		{Source: SourceTarget, Event: EventRetryBudgetExhausted},
 	}
 }
 

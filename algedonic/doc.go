@@ -23,10 +23,11 @@
 // every component reports on the same scale. Intensity is always in
 // [0, 1]; NaN arguments count as 0.
 //
-//	breaker open (from closed)     pain      critical  max(0.5, failure rate)
-//	breaker open (from half_open)  pain      critical  max(0.75, failure rate)
+//	breaker open (from closed)     pain      critical  0.5 + 0.5 * pressure
+//	breaker open (from half_open)  pain      critical  0.75 + 0.25 * pressure
 //	breaker closed                 pleasure  info      0.5
-//	bulkhead rejected              pain      warning   share of checkouts rejected
+//	bulkhead rejected              pain      warning   share of recent checkouts rejected
+//	target retry_budget_exhausted  pain      warning   max(0.3, share of calls refused a retry)
 //	queue dead_lettered            pain      warning   0.5
 //	health degraded                pain      warning   max(0.3, unhealthy share)
 //	health unhealthy               pain      critical  max(0.8, unhealthy share)
@@ -35,8 +36,10 @@
 //	amqp lost                      pain      critical  1
 //	amqp restored                  pleasure  info      0.5 rising to 1 at 5m downtime
 //
-// A failed recovery (open from half_open) hurts more than a first
-// opening; a lost connection stops all work, a blocked one stops only
+// A breaker's pressure is what it saw: the failure (or slow-call) rate
+// over the window's calls, or how closely its failures fell within the
+// window (see BreakerOpened). A failed recovery (open from half_open)
+// hurts more than a first opening; a lost connection stops all work, a blocked one stops only
 // acknowledgements. Health events are named "overall" and amqp events
 // "broker".
 //
@@ -44,8 +47,8 @@
 //
 // In an outage a pool may reject thousands of checkouts a second; one
 // message each would bury the signal and the broker. So pain of a
-// coalesced kind (by default bulkhead/rejected and queue/dead_lettered;
-// see WithCoalesced) is coalesced per (source, name, event):
+// coalesced kind (by default bulkhead/rejected, queue/dead_lettered and
+// target/retry_budget_exhausted; see WithCoalesced) is coalesced per (source, name, event):
 //
 //   - the first occurrence of a key is sent at once, with count 1, and
 //     opens a window of Config.Coalesce;

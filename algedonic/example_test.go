@@ -55,7 +55,8 @@ func ExampleEmitter() {
 	done := make(chan error)
 	go func() { done <- e.Run(ctx) }()
 
-	e.Emit(algedonic.BreakerOpened("llm_api", "3 failures within 60s; last: HTTP 503", 0.6, false))
+	e.Emit(algedonic.BreakerOpenedWith("llm_api", "3 failures within 60s; last: HTTP 503",
+		algedonic.BreakerOpening{Failures: 3, Threshold: 3, FailureSpan: 30 * time.Second, Window: time.Minute}))
 	// A storm of rejections: the first is sent at once, the rest counted.
 	for range 100 {
 		e.Emit(algedonic.BulkheadRejected("api_agent", "pool full", 1))
@@ -70,4 +71,20 @@ func ExampleEmitter() {
 	// vsm.algedonic.pain breaker.llm_api.open count 1
 	// vsm.algedonic.pain bulkhead.api_agent.rejected count 1
 	// vsm.algedonic.pain bulkhead.api_agent.rejected count 99
+}
+
+// An opening is graded by what the breaker saw: five failures within two
+// seconds of a one-minute window press almost as hard as they can.
+func ExampleBreakerOpenedWith() {
+	ev := algedonic.BreakerOpenedWith("llm_api", "5 failures within 60s; last: HTTP 503", algedonic.BreakerOpening{
+		Failures: 5, Threshold: 5, FailureSpan: 2 * time.Second, Window: time.Minute,
+	})
+	fmt.Println(ev.RoutingKey(), ev.Severity, fmt.Sprintf("%.2f", ev.Intensity))
+	// Output: breaker.llm_api.open critical 0.98
+}
+
+func ExampleRetryBudgetExhausted() {
+	ev := algedonic.RetryBudgetExhausted("echo", "retry budget spent: 30 retries for 100 calls within 10s", 0.4)
+	fmt.Println(ev.RoutingKey(), ev.Signal, ev.Severity, ev.Intensity)
+	// Output: target.echo.retry_budget_exhausted pain warning 0.4
 }

@@ -17,24 +17,82 @@ const (
 	NameBroker  = "broker"  // amqp events of the relay's own connection
 )
 
-// BreakerOpened is the pain of a breaker opening. A breaker that opens
-// from half_open has failed its recovery probes after a whole reset
-// timeout, so it hurts more than one that opens from closed.
+// BreakerOpening is what a breaker saw when it opened, the facts its
+// pain is graded by. The relay fills it from a breaker.Transition: every
+// field has the same name there (FromHalfOpen is From == HalfOpen).
+type BreakerOpening struct {
+	FromHalfOpen bool
+	// Failures within the window, against the failure_threshold that
+	// opens the breaker by count.
+	Failures, Threshold int
+	// FailureSpan is the time from the oldest to the newest of Failures;
+	// Window is the breaker's window_size.
+	FailureSpan, Window time.Duration
+	// Calls in the window, and the shares of them that failed or were
+	// slow. Zero when the breaker has no rate threshold (it does not count
+	// successes then).
+	Calls                     int
+	FailureRate, SlowCallRate float64
+	// Origin is the peer instance whose opening caused this one; empty
+	// when the breaker opened by itself.
+	Origin string
+}
+
+// BreakerOpenedWith is the pain of a breaker opening, graded by what the
+// breaker saw (o). A breaker that opens from half_open has failed its
+// recovery probes after a whole reset timeout, so it hurts more than one
+// that opens from closed:
 //
-//	intensity = max(0.5, failureRate)   from closed
-//	intensity = max(0.75, failureRate)  from half_open
+//	intensity = 0.5  + 0.5  * pressure   from closed
+//	intensity = 0.75 + 0.25 * pressure   from half_open
 //	severity  = critical
-func BreakerOpened(name, reason string, failureRate float64, fromHalfOpen bool) Event {
+//
+// pressure, in [0, 1], is the largest of the failure rate and the
+// slow-call rate over the window's calls (when they are known) and the
+// burst of failures: Failures/Threshold (at most 1) times how closely they
+// fell, 1 - FailureSpan/Window. failure_threshold failures within a
+// moment of each other press hardest; the same number spread over the
+// whole window barely more than a single one. Details carry "from",
+// "failures", "threshold", "failure_rate" and "calls" (when known), and
+// "origin" for an opening caused by a peer.
+func BreakerOpenedWith(name, reason string, o BreakerOpening) Event {
 	floor, from := 0.5, "closed"
-	if fromHalfOpen {
+	if o.FromHalfOpen {
 		floor, from = 0.75, "half_open"
 	}
-	rate := clamp01(failureRate)
+	d := map[string]any{"from": from, "failures": o.Failures, "threshold": o.Threshold}
+	var pressure float64
+	if o.Calls > 0 || o.FailureRate > 0 || o.SlowCallRate > 0 {
+		rate := clamp01(o.FailureRate)
+		pressure = math.Max(rate, clamp01(o.SlowCallRate))
+		d["failure_rate"] = rate
+	}
+	if o.Calls > 0 {
+		d["calls"] = o.Calls
+	}
+	if o.Threshold > 0 && o.Failures > 1 && o.Window > 0 {
+		fill := clamp01(float64(o.Failures) / float64(o.Threshold))
+		closeness := clamp01(1 - float64(o.FailureSpan)/float64(o.Window))
+		pressure = math.Max(pressure, fill*closeness)
+	}
+	if o.Origin != "" {
+		d["origin"] = o.Origin
+	}
 	return Event{
 		Signal: Pain, Source: SourceBreaker, Name: name, Event: EventOpen,
-		Severity: Critical, Intensity: math.Max(floor, rate), Reason: reason,
-		Details: map[string]any{"from": from, "failure_rate": rate},
+		Severity: Critical, Intensity: floor + (1-floor)*pressure, Reason: reason,
+		Details: d,
 	}
+}
+
+// BreakerOpened grades an opening by a failure rate alone, as
+// BreakerOpenedWith does with only FromHalfOpen and FailureRate known.
+//
+// Deprecated: a breaker without a rate threshold has no failure rate, so
+// this always gave it the floor intensity. Use BreakerOpenedWith with
+// everything the breaker.Transition carries.
+func BreakerOpened(name, reason string, failureRate float64, fromHalfOpen bool) Event {
+	return BreakerOpenedWith(name, reason, BreakerOpening{FromHalfOpen: fromHalfOpen, FailureRate: failureRate})
 }
 
 // BreakerClosed is the pleasure of a breaker closing after its probes
@@ -48,12 +106,34 @@ func BreakerClosed(name, reason string) Event {
 
 // BulkheadRejected is the pain of a pool turning work away (full, timed
 // out or rate limited). Its intensity is rejectionRate, the share of
-// recent checkouts that were rejected; severity warning. It is coalesced,
-// and it is raised on the overload path, so it allocates nothing.
+// recent checkouts that were rejected (bulkhead's RecentRejectionRate, not
+// the lifetime counters, which a long healthy run would drown); severity
+// warning. It is coalesced, and it is raised on the overload path, so it
+// allocates nothing.
 func BulkheadRejected(name, reason string, rejectionRate float64) Event {
 	return Event{
 		Signal: Pain, Source: SourceBulkhead, Name: name, Event: EventRejected,
 		Severity: Warning, Intensity: clamp01(rejectionRate), Reason: reason,
+	}
+}
+
+// Source and event of RetryBudgetExhausted.
+const (
+	SourceTarget              = "target"
+	EventRetryBudgetExhausted = "retry_budget_exhausted"
+)
+
+// RetryBudgetExhausted is the pain of a target's retry budget being
+// spent: a retryable failure skipped its in-process retries and went on to
+// its next redelivery step (nothing is lost, but the target fails more
+// often than the budget allows retries for). deniedShare is the share of
+// the window's calls whose retry was refused. Severity warning, intensity
+// max(0.3, deniedShare). It is coalesced (DefaultCoalesced), and it is
+// raised on the overload path, so it allocates nothing.
+func RetryBudgetExhausted(target, reason string, deniedShare float64) Event {
+	return Event{
+		Signal: Pain, Source: SourceTarget, Name: target, Event: EventRetryBudgetExhausted,
+		Severity: Warning, Intensity: math.Max(0.3, clamp01(deniedShare)), Reason: reason,
 	}
 }
 

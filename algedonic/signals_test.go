@@ -18,12 +18,28 @@ func TestConstructors(t *testing.T) {
 		event     string
 		intensity float64
 	}{
-		{"breaker opened low rate", BreakerOpened("llm_api", "r", 0.2, false), Pain, Critical, "breaker", "llm_api", "open", 0.5},
-		{"breaker opened high rate", BreakerOpened("llm_api", "r", 0.9, false), Pain, Critical, "breaker", "llm_api", "open", 0.9},
-		{"breaker opened from half_open", BreakerOpened("llm_api", "r", 0.2, true), Pain, Critical, "breaker", "llm_api", "open", 0.75},
-		{"breaker opened rate above 1", BreakerOpened("b", "r", 7, true), Pain, Critical, "breaker", "b", "open", 1},
-		{"breaker opened NaN rate", BreakerOpened("b", "r", nan, false), Pain, Critical, "breaker", "b", "open", 0.5},
-		{"breaker opened negative rate", BreakerOpened("b", "r", -3, false), Pain, Critical, "breaker", "b", "open", 0.5},
+		// Opened by count, graded by how closely the failures fell.
+		{"breaker opened by a slow drip", BreakerOpenedWith("llm_api", "r", BreakerOpening{Failures: 5, Threshold: 5, FailureSpan: time.Minute, Window: time.Minute}), Pain, Critical, "breaker", "llm_api", "open", 0.5},
+		{"breaker opened by a burst", BreakerOpenedWith("llm_api", "r", BreakerOpening{Failures: 5, Threshold: 5, FailureSpan: 0, Window: time.Minute}), Pain, Critical, "breaker", "llm_api", "open", 1},
+		{"breaker opened by failures over half the window", BreakerOpenedWith("b", "r", BreakerOpening{Failures: 4, Threshold: 4, FailureSpan: 30 * time.Second, Window: time.Minute}), Pain, Critical, "breaker", "b", "open", 0.75},
+		{"breaker opened from half_open by a burst", BreakerOpenedWith("b", "r", BreakerOpening{FromHalfOpen: true, Failures: 3, Threshold: 3, Window: time.Minute}), Pain, Critical, "breaker", "b", "open", 1},
+		{"breaker opened from half_open by a drip", BreakerOpenedWith("b", "r", BreakerOpening{FromHalfOpen: true, Failures: 3, Threshold: 3, FailureSpan: time.Hour, Window: time.Minute}), Pain, Critical, "breaker", "b", "open", 0.75},
+		{"breaker opened by a single failure", BreakerOpenedWith("b", "r", BreakerOpening{Failures: 1, Threshold: 1, Window: time.Minute}), Pain, Critical, "breaker", "b", "open", 0.5},
+		{"breaker opened with half the threshold", BreakerOpenedWith("b", "r", BreakerOpening{Failures: 2, Threshold: 4, Window: time.Minute}), Pain, Critical, "breaker", "b", "open", 0.75},
+		{"breaker opened no window", BreakerOpenedWith("b", "r", BreakerOpening{Failures: 2, Threshold: 2}), Pain, Critical, "breaker", "b", "open", 0.5},
+		// Opened by rate, graded by the rates over the window's calls.
+		{"breaker opened by failure rate", BreakerOpenedWith("b", "r", BreakerOpening{Failures: 1, Threshold: 100, Calls: 10, FailureRate: 0.6, Window: time.Minute}), Pain, Critical, "breaker", "b", "open", 0.8},
+		{"breaker opened by slow-call rate", BreakerOpenedWith("b", "r", BreakerOpening{Calls: 10, SlowCallRate: 1, Window: time.Minute}), Pain, Critical, "breaker", "b", "open", 1},
+		{"breaker opened rate above 1", BreakerOpenedWith("b", "r", BreakerOpening{Calls: 1, FailureRate: 7, FromHalfOpen: true}), Pain, Critical, "breaker", "b", "open", 1},
+		{"breaker opened NaN rate", BreakerOpenedWith("b", "r", BreakerOpening{Calls: 1, FailureRate: nan, SlowCallRate: nan}), Pain, Critical, "breaker", "b", "open", 0.5},
+		{"breaker opened negative everything", BreakerOpenedWith("b", "r", BreakerOpening{Failures: -3, Threshold: -1, FailureSpan: -time.Hour, Window: -time.Minute, Calls: -1, FailureRate: -3}), Pain, Critical, "breaker", "b", "open", 0.5},
+		{"breaker opened span negative", BreakerOpenedWith("b", "r", BreakerOpening{Failures: 2, Threshold: 2, FailureSpan: -time.Hour, Window: time.Minute}), Pain, Critical, "breaker", "b", "open", 1},
+		{"deprecated breaker opened", BreakerOpened("b", "r", 0.5, false), Pain, Critical, "breaker", "b", "open", 0.75},
+		{"deprecated breaker opened from half_open", BreakerOpened("b", "r", 0, true), Pain, Critical, "breaker", "b", "open", 0.75},
+		{"retry budget exhausted", RetryBudgetExhausted("echo", "retry budget spent", 0.1), Pain, Warning, "target", "echo", "retry_budget_exhausted", 0.3},
+		{"retry budget exhausted widely", RetryBudgetExhausted("echo", "r", 0.9), Pain, Warning, "target", "echo", "retry_budget_exhausted", 0.9},
+		{"retry budget exhausted NaN", RetryBudgetExhausted("echo", "r", nan), Pain, Warning, "target", "echo", "retry_budget_exhausted", 0.3},
+		{"retry budget exhausted above 1", RetryBudgetExhausted("echo", "r", 2), Pain, Warning, "target", "echo", "retry_budget_exhausted", 1},
 		{"breaker closed", BreakerClosed("b", "r"), Pleasure, Info, "breaker", "b", "closed", 0.5},
 		{"bulkhead rejected", BulkheadRejected("api_agent", "full", 0.25), Pain, Warning, "bulkhead", "api_agent", "rejected", 0.25},
 		{"bulkhead rejected above 1", BulkheadRejected("p", "full", 1.5), Pain, Warning, "bulkhead", "p", "rejected", 1},
@@ -67,8 +83,15 @@ func TestConstructors(t *testing.T) {
 }
 
 func TestConstructorDetails(t *testing.T) {
-	if d := BreakerOpened("b", "r", 0.3, true).Details; d["from"] != "half_open" || d["failure_rate"] != 0.3 {
+	if d := BreakerOpened("b", "r", 0.3, true).Details; d["from"] != "half_open" || d["failure_rate"] != 0.3 || d["calls"] != nil {
 		t.Errorf("BreakerOpened details = %v", d)
+	}
+	d := BreakerOpenedWith("b", "r", BreakerOpening{Failures: 3, Threshold: 5, Calls: 9, FailureRate: 1.0 / 3, Origin: "relay-b"}).Details
+	if d["from"] != "closed" || d["failures"] != 3 || d["threshold"] != 5 || d["calls"] != 9 || d["failure_rate"] != 1.0/3 || d["origin"] != "relay-b" {
+		t.Errorf("BreakerOpenedWith details = %v", d)
+	}
+	if d := BreakerOpenedWith("b", "r", BreakerOpening{Failures: 5, Threshold: 5}).Details; len(d) != 3 {
+		t.Errorf("BreakerOpenedWith details of a local opening by count = %v, want from, failures, threshold", d)
 	}
 	if d := HealthChanged("healthy", "degraded", "r", 0.25).Details; d["from"] != "healthy" || d["to"] != "degraded" || d["unhealthy_share"] != 0.25 {
 		t.Errorf("HealthChanged details = %v", d)
@@ -85,4 +108,19 @@ func TestBulkheadRejectedDoesNotAllocate(t *testing.T) {
 	if n := testing.AllocsPerRun(100, func() { _ = BulkheadRejected("api_agent", "full", 0.5) }); n != 0 {
 		t.Fatalf("BulkheadRejected allocates %v times", n)
 	}
+	if n := testing.AllocsPerRun(100, func() { _ = RetryBudgetExhausted("echo", "spent", 0.5) }); n != 0 {
+		t.Fatalf("RetryBudgetExhausted allocates %v times", n)
+	}
+}
+
+// An exhausted retry budget comes in storms during an outage, so it is
+// coalesced by default.
+func TestRetryBudgetExhaustedCoalesced(t *testing.T) {
+	ev := RetryBudgetExhausted("echo", "spent", 0.5)
+	for _, k := range DefaultCoalesced() {
+		if k.Source == ev.Source && k.Event == ev.Event {
+			return
+		}
+	}
+	t.Fatalf("%s/%s is not among DefaultCoalesced %v", ev.Source, ev.Event, DefaultCoalesced())
 }

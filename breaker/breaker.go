@@ -40,22 +40,25 @@ type Breaker struct {
 	// Fixed at New, in nanoseconds.
 	window, resetTimeout, halfOpenTimeout, slowCall int64
 
-	mu            sync.Mutex
-	state         State
-	gen           uint64
-	forced        bool // opened by ForceOpen: stays open until Reset
-	failures      failureRing
-	calls         callWindow
-	lastFailure   string
-	openedAt      int64
-	probing       bool  // a probe was admitted in this half-open period
-	halfOpenSince int64 // when the first probe was admitted
-	probes        int   // probes in flight
-	successes     int   // probe successes in this half-open period
-	transitions   uint64
-	listeners     []func(Transition) // replaced, never modified in place
-	queue, spare  []Transition       // transitions not yet told to listeners
-	draining      bool               // a goroutine is telling listeners
+	mu               sync.Mutex
+	state            State
+	gen              uint64
+	forced           bool // opened by ForceOpen: stays open until Reset
+	failures         failureRing
+	calls            callWindow
+	lastFailure      string
+	openedAt         int64
+	probing          bool  // a probe was admitted in this half-open period
+	halfOpenSince    int64 // when the first probe was admitted
+	probes           int   // probes in flight
+	successes        int   // probe successes in this half-open period
+	transitions      uint64
+	listeners        []func(Transition)   // replaced, never modified in place
+	failureListeners []func(FailureEvent) // replaced, never modified in place
+	changedAt        int64                // when the state last changed, or the breaker was reset
+	origin           string               // the peer that caused the transition being made
+	queue, spare     []Transition         // transitions not yet told to listeners
+	draining         bool                 // a goroutine is telling listeners
 }
 
 // The layout of Breaker.word and Permit.word: generation<<genShift |
@@ -93,23 +96,24 @@ func New(name string, s Settings, opts ...Option) (*Breaker, error) {
 		o.logger = slog.New(slog.DiscardHandler)
 	}
 	b := &Breaker{
-		name:            name,
-		s:               s,
-		clk:             o.clock,
-		epoch:           o.clock.Now(),
-		log:             o.logger,
-		timed:           s.SlowCallDuration > 0,
-		windowed:        s.SlowCallDuration > 0 || s.FailureRateThreshold > 0,
-		window:          int64(s.WindowSize),
-		resetTimeout:    int64(s.ResetTimeout),
-		halfOpenTimeout: int64(s.HalfOpenTimeout),
-		slowCall:        int64(s.SlowCallDuration),
-		failures:        newFailureRing(s.FailureThreshold),
-		calls:           newCallWindow(int64(s.WindowSize)),
-		listeners:       o.listeners,
+		name:             name,
+		s:                s,
+		clk:              o.clock,
+		epoch:            o.clock.Now(),
+		log:              o.logger,
+		timed:            s.SlowCallDuration > 0,
+		windowed:         s.SlowCallDuration > 0 || s.FailureRateThreshold > 0,
+		window:           int64(s.WindowSize),
+		resetTimeout:     int64(s.ResetTimeout),
+		halfOpenTimeout:  int64(s.HalfOpenTimeout),
+		slowCall:         int64(s.SlowCallDuration),
+		failures:         newFailureRing(s.FailureThreshold),
+		calls:            newCallWindow(int64(s.WindowSize)),
+		listeners:        o.listeners,
+		failureListeners: o.failures,
 	}
 	// Generations start at 1 so that the zero Permit is always stale.
-	b.setState(Closed)
+	b.setState(Closed, 0)
 	return b, nil
 }
 
@@ -213,13 +217,21 @@ func (b *Breaker) doneSlow(p Permit, o Outcome, reason error) {
 	b.mu.Lock()
 	now := b.now()
 	b.advance(now)
+	var fls []func(FailureEvent)
 	if p.word == b.word.Load() {
 		switch b.state {
 		case Closed:
+			if failed {
+				fls = b.failureListeners
+			}
 			b.recordClosed(now, p, failed, text)
 		case HalfOpen:
 			b.recordProbe(now, p, o, failed, text)
 		}
+	}
+	if len(fls) > 0 {
+		b.unlockTellFailure(fls, FailureEvent{Breaker: b.name, At: b.at(now), Reason: text})
+		return
 	}
 	b.unlockAndNotify()
 }
@@ -344,7 +356,7 @@ func (b *Breaker) Reset() {
 	b.advance(now)
 	if b.state == Closed {
 		b.clearCounts()
-		b.setState(Closed)
+		b.setState(Closed, now)
 	} else {
 		b.toClosed(now, "reset manually")
 	}

@@ -47,6 +47,22 @@
 // harm the breaker or the other listeners. Snapshot returns the counts for
 // health reports; State's numbers are the relay_breaker_state gauge values.
 //
+// Each Transition also carries what the breaker saw when it happened
+// (failures against the threshold, how closely they fell, the rates when
+// a rate threshold is on), so that the pain of an opening can be graded.
+// OnFailure and WithFailureListener tell of each failure counted while
+// closed, on the failure path only.
+//
+// # Sharing a breaker across a fleet
+//
+// Relays that share a breaker name can act as one breaker (package fleet
+// carries their messages; this package knows nothing of how).
+// RecordPeerFailures counts failures a peer saw, OpenByPeer opens because
+// a peer opened, and HalfOpenNow lets an open breaker probe at once
+// because a peer's probes succeeded. Transitions a peer caused carry its
+// name in Transition.Origin. Messages from before the breaker's last
+// transition (LastTransition) or older than the window are ignored.
+//
 // # Concurrency and cost
 //
 // A Breaker is safe for concurrent use. In the closed state with the rate

@@ -12,6 +12,7 @@ type Option func(*options)
 type options struct {
 	clock     clock.Clock
 	listeners []func(Transition)
+	failures  []func(FailureEvent)
 	logger    *slog.Logger
 }
 
@@ -31,6 +32,17 @@ func WithListener(fn func(Transition)) Option {
 	return func(o *options) {
 		if fn != nil {
 			o.listeners = append(o.listeners, fn)
+		}
+	}
+}
+
+// WithFailureListener adds fn to the listeners told of every failure
+// counted while closed, as OnFailure does, from the start. A nil fn is
+// ignored.
+func WithFailureListener(fn func(FailureEvent)) Option {
+	return func(o *options) {
+		if fn != nil {
+			o.failures = append(o.failures, fn)
 		}
 	}
 }

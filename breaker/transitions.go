@@ -112,14 +112,14 @@ func (b *Breaker) toOpen(now int64, forced bool, reason string) {
 		b.retryAt.Store(satAdd(now, b.resetTimeout))
 	}
 	b.endProbing()
-	b.setState(Open)
+	b.setState(Open, now)
 	b.emit(from, now, reason)
 }
 
 func (b *Breaker) toHalfOpen(now int64, reason string) {
 	from := b.state
 	b.endProbing()
-	b.setState(HalfOpen)
+	b.setState(HalfOpen, now)
 	b.emit(from, now, reason)
 }
 
@@ -128,7 +128,7 @@ func (b *Breaker) toClosed(now int64, reason string) {
 	b.forced = false
 	b.endProbing()
 	b.clearCounts()
-	b.setState(Closed)
+	b.setState(Closed, now)
 	b.emit(from, now, reason)
 }
 
@@ -139,10 +139,11 @@ func (b *Breaker) clearCounts() {
 	b.calls.reset()
 }
 
-// setState starts a new generation in state s: permits granted before are
-// stale from here on.
-func (b *Breaker) setState(s State) {
+// setState starts a new generation in state s at now: permits granted
+// before are stale from here on.
+func (b *Breaker) setState(s State, now int64) {
 	b.state = s
+	b.changedAt = now
 	b.gen++
 	w := b.gen<<genShift | uint64(s)
 	if b.timed {

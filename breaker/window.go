@@ -46,6 +46,38 @@ func (r *failureRing) count(now, window int64) int {
 	return c
 }
 
+// spread returns how many remembered failures are younger than window,
+// and the times of the oldest and newest of them (both 0 when none is).
+func (r *failureRing) spread(now, window int64) (n int, oldest, newest int64) {
+	for i := range r.n {
+		t := r.at[i]
+		if !inWindow(now, t, window) {
+			continue
+		}
+		if n == 0 || t < oldest {
+			oldest = t
+		}
+		if n == 0 || t > newest {
+			newest = t
+		}
+		n++
+	}
+	return n, oldest, newest
+}
+
+// latest is the time of the newest remembered failure, and false when
+// there is none.
+func (r *failureRing) latest() (int64, bool) {
+	if r.n == 0 {
+		return 0, false
+	}
+	i := r.next - 1
+	if i < 0 {
+		i = len(r.at) - 1
+	}
+	return r.at[i], true
+}
+
 func (r *failureRing) reset() { r.next, r.n = 0, 0 }
 
 // inWindow reports whether an event at t is younger than window at now.

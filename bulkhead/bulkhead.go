@@ -35,6 +35,7 @@ type Bulkhead struct {
 	queue  waitQueue
 	closed bool
 	counts counters
+	recent recentWindow
 }
 
 type slot struct {
@@ -151,6 +152,7 @@ func (b *Bulkhead) Checkout(ctx context.Context) (Handle, error) {
 		h := b.take(i, since)
 		if b.limiter == nil {
 			b.counts.checkouts++
+			b.countLocked(false)
 			b.mu.Unlock()
 			return h, nil
 		}
@@ -236,12 +238,18 @@ func (b *Bulkhead) releaseLocked(i int32) {
 }
 
 // giveUp checks in a handle its caller never received (the wait ended as
-// the slot arrived, or no rate token came) and counts why.
-func (b *Bulkhead) giveUp(h Handle, count *uint64) {
+// the slot arrived, or no rate token came) and counts why; rejected says
+// whether the pool turned the caller away (rather than the caller giving
+// up).
+func (b *Bulkhead) giveUp(h Handle, count *uint64, rejected bool) {
 	b.mu.Lock()
 	b.releaseLocked(h.slot)
 	if count != nil {
 		*count++
+	}
+	if rejected {
+		b.foldLocked()
+		b.countLocked(true)
 	}
 	b.mu.Unlock()
 }

@@ -42,6 +42,14 @@
 // seed's "resource leaks". How hold times are measured, and what that
 // costs, is described on Held.
 //
+// The lifetime counters cannot say how the pool is doing now: after a
+// long healthy run a storm of rejections barely moves their ratio.
+// RecentRejectionRate (and Stats.Recent) counts only the latest checkout
+// attempts, at most 256 and only those of about the last RecentPeriod,
+// and it is what the pain of a rejection is graded by. It costs the
+// checkout no clock read: the window counts attempts, and is stamped with
+// the clock once every 32 of them.
+//
 // # Concurrency
 //
 // A *Bulkhead is safe for concurrent use. The package starts no

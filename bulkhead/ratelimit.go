@@ -24,7 +24,7 @@ func (b *Bulkhead) admit(ctx context.Context, h Handle, deadline time.Time) (Han
 	}
 	if !r.OK() || delay > remaining {
 		r.CancelAt(now)
-		b.giveUp(h, &b.counts.rejectedRateLimited)
+		b.giveUp(h, &b.counts.rejectedRateLimited, true)
 		return Handle{}, ErrRateLimited
 	}
 	timer := time.NewTimer(delay)
@@ -35,11 +35,11 @@ func (b *Bulkhead) admit(ctx context.Context, h Handle, deadline time.Time) (Han
 		return h, nil
 	case <-ctx.Done():
 		r.Cancel()
-		b.giveUp(h, &b.counts.cancelled)
+		b.giveUp(h, &b.counts.cancelled, false)
 		return Handle{}, b.cancelled(ctx.Err())
 	case <-b.closing:
 		r.Cancel()
-		b.giveUp(h, nil)
+		b.giveUp(h, nil, false)
 		return Handle{}, ErrClosed
 	}
 }

@@ -8,7 +8,8 @@ import (
 )
 
 // Stats is a snapshot of a bulkhead, as health reports and metrics show
-// it. Counters only ever grow.
+// it. Counters only ever grow; Recent is what they cannot show, the
+// latest attempts alone.
 type Stats struct {
 	Name string
 	// Available slots can be checked out at once; Busy are checked out;
@@ -26,6 +27,9 @@ type Stats struct {
 	// has been held (see Held for how hold times are measured).
 	HeldTooLong int
 	OldestHeld  time.Duration
+	// Recent counts the latest checkout attempts (see RecentPeriod);
+	// Recent.RejectionRate() is the share of them rejected.
+	Recent Recent
 }
 
 // HeldSlot is a checked-out slot and how long it has been held.
@@ -53,6 +57,7 @@ func (b *Bulkhead) Stats() Stats {
 		RejectedTimeout:     b.counts.rejectedTimeout,
 		RejectedRateLimited: b.counts.rejectedRateLimited,
 		Cancelled:           b.counts.cancelled,
+		Recent:              b.recentLocked(now),
 	}
 	for i := range b.slots {
 		held, busy := b.heldLocked(i, now)

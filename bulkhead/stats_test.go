@@ -23,7 +23,7 @@ func TestStatsCounts(t *testing.T) {
 		if _, err := b.Checkout(context.Background()); err != ErrFull {
 			t.Fatalf("third waiter: %v, want ErrFull", err)
 		}
-		want := Stats{Name: "test", Available: 0, Busy: 3, Waiting: 2, Capacity: 3, Overflowing: 1, Checkouts: 3, RejectedFull: 1}
+		want := Stats{Name: "test", Available: 0, Busy: 3, Waiting: 2, Capacity: 3, Overflowing: 1, Checkouts: 3, RejectedFull: 1, Recent: Recent{Checkouts: 3, Rejected: 1}}
 		if got := b.Stats(); got != want {
 			t.Fatalf("Stats() =\n%+v\nwant\n%+v", got, want)
 		}
@@ -32,7 +32,7 @@ func TestStatsCounts(t *testing.T) {
 		<-timedOut
 		checkin(t, b, d)
 		// The first Stats saw a and c at 0s; the waiter timed out at 1s.
-		want = Stats{Name: "test", Available: 1, Busy: 2, Capacity: 3, Checkouts: 3, RejectedFull: 1, RejectedTimeout: 1, Cancelled: 1, OldestHeld: time.Second}
+		want = Stats{Name: "test", Available: 1, Busy: 2, Capacity: 3, Checkouts: 3, RejectedFull: 1, RejectedTimeout: 1, Cancelled: 1, OldestHeld: time.Second, Recent: Recent{Checkouts: 3, Rejected: 2}}
 		if got := b.Stats(); got != want {
 			t.Fatalf("Stats() =\n%+v\nwant\n%+v", got, want)
 		}
@@ -47,8 +47,8 @@ func TestStatsCounts(t *testing.T) {
 		}
 		checkin(t, b, a)
 		checkin(t, b, c)
-		if got := b.Stats().Checkouts; got != 5 {
-			t.Fatalf("Checkouts = %d, want 5", got)
+		if got := b.Stats(); got.Checkouts != 5 || got.Recent != (Recent{Checkouts: 5, Rejected: 2}) {
+			t.Fatalf("Checkouts = %d, Recent = %+v, want 5 and {5 2}", got.Checkouts, got.Recent)
 		}
 	})
 }

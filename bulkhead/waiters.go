@@ -69,6 +69,8 @@ func (b *Bulkhead) wait(ctx context.Context) (Handle, error) {
 		return Handle{}, ErrClosed
 	case b.queue.len >= b.settings.maxWaiting():
 		b.counts.rejectedFull++
+		b.foldLocked()
+		b.countLocked(true)
 		b.mu.Unlock()
 		return Handle{}, ErrFull
 	}
@@ -119,6 +121,8 @@ func (b *Bulkhead) wait(ctx context.Context) (Handle, error) {
 	}
 	if cause == ErrTimeout {
 		b.counts.rejectedTimeout++
+		b.foldLocked()
+		b.countLocked(true)
 	} else {
 		b.counts.cancelled++
 	}
