@@ -41,7 +41,7 @@
     const title = el("span", "name", name);
     const badge = el("span", "badge state");
     head.append(title, badge);
-    const counts = el("div", "counts");
+    const counts = el("span", "counts");
     const last = el("div", "last");
     const trans = el("ul", "transitions");
     trans.setAttribute("aria-label", "recent transitions of " + name);
@@ -55,7 +55,9 @@
     close.setAttribute("aria-label", "Close breaker " + name);
     close.addEventListener("click", () => act("breakers/" + encodeURIComponent(name) + "/close"));
     ctl.append(open, close);
-    card.append(head, counts, last, trans, ctl);
+    const mid = el("div", "row");
+    mid.append(counts, ctl);
+    card.append(head, mid, last, trans);
     b = { name, state: "", failures: 0, successes: 0, lastFailure: "", transitions: [], forced: false,
       card, badge, counts, last, trans, open, close };
     breakers.set(name, b);
@@ -160,19 +162,20 @@
         head.append(el("span", "name", name), el("span", "nums"));
         const bar = el("div", "bar");
         bar.setAttribute("role", "img");
-        bar.append(el("span", "busy"), el("span", "waiting"));
+        bar.append(el("span", "busy"), el("span", "waiting"), el("i", "cap"));
         row.append(head, bar);
         pools.set(name, row);
       }
-      const cap = Math.max(p.capacity || 0, 1);
-      const busy = p.busy || 0, waiting = p.waiting || 0;
-      // Waiting is drawn against capacity too, capped so the bar stays a bar.
-      const wBusy = Math.min(100, (100 * busy) / cap);
-      const wWait = Math.min(100 - wBusy, (100 * waiting) / cap);
+      // The bar spans capacity plus the queue in front of it, so that
+      // waiting shows even when every slot is busy; a mark shows capacity.
+      const busy = p.busy || 0, waiting = p.waiting || 0, capacity = p.capacity || 0;
+      const total = Math.max(capacity + waiting, busy + waiting, 1);
       const bar = row.querySelector(".bar");
-      bar.children[0].style.width = wBusy + "%";
-      bar.children[1].style.width = wWait + "%";
-      const text = busy + " busy / " + (p.capacity || 0) + " · " + waiting + " waiting";
+      bar.children[0].style.width = (100 * busy) / total + "%";
+      bar.children[1].style.width = (100 * waiting) / total + "%";
+      bar.children[2].style.left = "calc(" + (100 * capacity) / total + "% - 1px)";
+      bar.children[2].hidden = waiting === 0;
+      const text = busy + " busy / " + capacity + " · " + waiting + " waiting";
       row.querySelector(".nums").textContent = text + (p.rejected ? " · " + p.rejected + " rejected" : "");
       bar.setAttribute("aria-label", name + ": " + text);
       return row;
@@ -215,7 +218,7 @@
         resume.setAttribute("aria-label", "Resume intake of queue " + q.queue);
         resume.addEventListener("click", () => act("queues/" + encodeURIComponent(q.queue) + "/resume"));
         ctl.append(pause, resume);
-        const td = el("td");
+        const td = el("td", "ctl-col");
         td.append(ctl);
         tr.append(td);
         queues.set(q.queue, tr);
@@ -273,7 +276,8 @@
   function applyFilter() {
     const f = filter;
     const hit = (name) => !f || name.toLowerCase().includes(f);
-    for (const [name, b] of breakers) b.card.hidden = !hit(name);
+    const problems = $("problems").checked;
+    for (const [name, b] of breakers) b.card.hidden = !hit(name) || (problems && b.state === "closed");
     for (const [name, row] of pools) row.hidden = !hit(name);
     for (const [name, row] of queues) row.hidden = !hit(name);
   }
@@ -282,6 +286,7 @@
 
   function setControls() {
     const on = token !== "";
+    document.body.classList.toggle("armed", on);
     document.querySelectorAll("button.action").forEach((b) => { b.disabled = !on; });
     $("token-state").textContent = on
       ? "Token set for this tab: the controls are live. Actions are logged and published as events."
@@ -358,6 +363,7 @@
       setControls();
     });
     $("reload").addEventListener("click", () => act("reload"));
+    $("problems").addEventListener("change", applyFilter);
     $("filter").addEventListener("input", (ev) => { filter = ev.target.value.trim().toLowerCase(); applyFilter(); });
     setControls();
     connect();
