@@ -3,14 +3,17 @@ package dashboard
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/vsm-relay/relay/algedonic"
 	"github.com/vsm-relay/relay/health"
+	"github.com/vsm-relay/relay/internal/promreg"
 )
 
 // The kinds of message the hub carries; each is the SSE event name.
@@ -78,6 +81,10 @@ type Options struct {
 	Heartbeat time.Duration
 	// Logger records failures. Nil discards them.
 	Logger *slog.Logger
+	// Registerer takes relay_dashboard_streams (open /events streams) and
+	// relay_dashboard_dropped_total (messages slow streams missed). Nil
+	// registers nothing.
+	Registerer prometheus.Registerer
 }
 
 // Validate reports settings that cannot work.
@@ -155,6 +162,19 @@ func NewHub(o Options) (*Hub, error) {
 		return nil, err
 	}
 	h := &Hub{opt: o.withDefaults(), subs: make(map[*subscriber]struct{}), done: make(chan struct{})}
+	if o.Registerer != nil {
+		streams := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Namespace: "relay", Subsystem: "dashboard", Name: "streams",
+			Help: "Open GET /events streams of the live page.",
+		}, func() float64 { return float64(h.Subscribers()) })
+		dropped := prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Namespace: "relay", Subsystem: "dashboard", Name: "dropped_total",
+			Help: "Messages of the live page's event stream dropped because a browser read too slowly.",
+		}, func() float64 { return float64(h.Dropped()) })
+		if _, err := promreg.RegisterAll(o.Registerer, streams, dropped); err != nil {
+			return nil, fmt.Errorf("dashboard: registering metrics: %w", err)
+		}
+	}
 	if h.opt.Queues != nil || h.opt.Health != nil {
 		h.wg.Add(1)
 		go h.poll()

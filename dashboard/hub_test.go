@@ -14,6 +14,8 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/vsm-relay/relay/algedonic"
 	"github.com/vsm-relay/relay/health"
 )
@@ -390,5 +392,28 @@ func TestOptionsValidate(t *testing.T) {
 		if _, err := NewHub(tt.o); (err == nil) != tt.ok {
 			t.Errorf("%s: NewHub error %v", tt.name, err)
 		} // a hub without sources starts no goroutine, so none leaks here
+	}
+}
+
+func TestMetrics(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	h := newHub(t, Options{Buffer: 1, Registerer: reg})
+	s, _ := h.subscribe()
+	defer h.unsubscribe(s)
+	h.Publish(KindEvent, []byte(`1`))
+	h.Publish(KindEvent, []byte(`2`))
+	want := `
+# HELP relay_dashboard_dropped_total Messages of the live page's event stream dropped because a browser read too slowly.
+# TYPE relay_dashboard_dropped_total counter
+relay_dashboard_dropped_total 1
+# HELP relay_dashboard_streams Open GET /events streams of the live page.
+# TYPE relay_dashboard_streams gauge
+relay_dashboard_streams 1
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want)); err != nil {
+		t.Error(err)
+	}
+	if _, err := NewHub(Options{Registerer: reg}); err == nil {
+		t.Error("a second hub on the same registry: no error")
 	}
 }
