@@ -167,10 +167,7 @@ func (h *Handler) act(w http.ResponseWriter, r *http.Request, kind, action, stat
 	name := r.PathValue("name")
 	at := h.now()
 	err := do(h.controls, name)
-	attrs := []slog.Attr{
-		slog.String("remote", r.RemoteAddr), slog.String("token", h.fingerprint),
-		slog.String(kind, name), slog.String("action", action), slog.Time("at", at),
-	}
+	attrs := append(who(r, h.fingerprint), slog.String(kind, name), slog.String("action", action), slog.Time("at", at))
 	answer := map[string]any{kind: name, "action": action, "by": By, "at": algedonic.FormatTime(at)}
 	switch {
 	case err == nil:
@@ -192,10 +189,7 @@ func (h *Handler) act(w http.ResponseWriter, r *http.Request, kind, action, stat
 func (h *Handler) reload(w http.ResponseWriter, r *http.Request) {
 	at := h.now()
 	problems, err := h.controls.Reload()
-	attrs := []slog.Attr{
-		slog.String("remote", r.RemoteAddr), slog.String("token", h.fingerprint),
-		slog.String("action", "reload"), slog.Time("at", at),
-	}
+	attrs := append(who(r, h.fingerprint), slog.String("action", "reload"), slog.Time("at", at))
 	answer := map[string]any{"action": "reload", "by": By, "at": algedonic.FormatTime(at)}
 	switch {
 	case len(problems) > 0:
@@ -213,6 +207,18 @@ func (h *Handler) reload(w http.ResponseWriter, r *http.Request) {
 		h.log.LogAttrs(r.Context(), slog.LevelInfo, "admin action", attrs...)
 		writeJSON(w, http.StatusOK, answer)
 	}
+}
+
+// who names the caller for the log: the peer address, the client a proxy
+// says it forwarded for (as claimed, not checked), and the token's
+// fingerprint.
+func who(r *http.Request, fingerprint string) []slog.Attr {
+	attrs := make([]slog.Attr, 0, 6)
+	attrs = append(attrs, slog.String("remote", r.RemoteAddr))
+	if fwd := r.Header.Get("X-Forwarded-For"); fwd != "" {
+		attrs = append(attrs, slog.String("forwarded_for", fwd))
+	}
+	return append(attrs, slog.String("token", fingerprint))
 }
 
 func quote(s string) string {

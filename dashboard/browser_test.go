@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -266,6 +267,18 @@ func TestLivePageInBrowser(t *testing.T) {
 	trans, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.querySelector('[data-breaker="llm_api"] .transitions').textContent`))
 	if err != nil || !bytes.Contains([]byte(trans), []byte("open → closed")) || !bytes.Contains([]byte(trans), []byte("closed → open")) {
 		t.Errorf("llm_api transitions %q (%v), want both", trans, err)
+	}
+
+	// A change that only a health report carries (half-open has no
+	// event) shows too.
+	for _, state := range []string{"half_open", "closed"} {
+		relay.mu.Lock()
+		relay.breakers["geo_lookup"] = health.BreakerStatus{State: state}
+		relay.mu.Unlock()
+		hub.PublishHealth(relay.report())
+		if _, err := chromedp.Run(ctx, chromedp.Poll[bool](stateOf("geo_lookup")+` === "`+strings.ReplaceAll(state, "_", "-")+`"`, chromedp.WithPollingTimeout(2*time.Second))); err != nil {
+			t.Fatalf("geo_lookup not shown %s within 2s of the health report: %v", state, err)
+		}
 	}
 
 	// Without a token the controls are off; with it, "open" works.
