@@ -2,6 +2,7 @@ package deploy
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -9,6 +10,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"time"
 
 	kedav1alpha1 "github.com/kedacore/keda/v2/apis/keda/v1alpha1"
 	appsv1 "k8s.io/api/apps/v1"
@@ -35,42 +37,17 @@ type bundle struct {
 	RabbitmqCluster *rabbitmqCluster
 }
 
-// slot returns a pointer to the field of b that holds an object of the
-// given apiVersion and kind, and a new object of its type.
-func (b *bundle) slot(tm metav1.TypeMeta) (set func(any) error, obj any, err error) {
-	one := func(have bool, assign func()) func(any) error {
-		return func(any) error {
-			if have {
-				return fmt.Errorf("a second %s %s", tm.APIVersion, tm.Kind)
-			}
-			assign()
-			return nil
+// place returns a new object for the field *dst, and the function that
+// stores it there once decoded: one object of each kind.
+func place[T any](dst **T, what string) (any, func() error) {
+	o := new(T)
+	return o, func() error {
+		if *dst != nil {
+			return fmt.Errorf("a second %s", what)
 		}
+		*dst = o
+		return nil
 	}
-	switch tm.APIVersion + " " + tm.Kind {
-	case "apps/v1 Deployment":
-		o := new(appsv1.Deployment)
-		return one(b.Deployment != nil, func() { b.Deployment = o }), o, nil
-	case "v1 ConfigMap":
-		o := new(corev1.ConfigMap)
-		return one(b.ConfigMap != nil, func() { b.ConfigMap = o }), o, nil
-	case "v1 Secret":
-		o := new(corev1.Secret)
-		return one(b.Secret != nil, func() { b.Secret = o }), o, nil
-	case "v1 Service":
-		o := new(corev1.Service)
-		return one(b.Service != nil, func() { b.Service = o }), o, nil
-	case "policy/v1 PodDisruptionBudget":
-		o := new(policyv1.PodDisruptionBudget)
-		return one(b.PDB != nil, func() { b.PDB = o }), o, nil
-	case "keda.sh/v1alpha1 ScaledObject":
-		o := new(kedav1alpha1.ScaledObject)
-		return one(b.ScaledObject != nil, func() { b.ScaledObject = o }), o, nil
-	case "rabbitmq.com/v1beta1 RabbitmqCluster":
-		o := new(rabbitmqCluster)
-		return one(b.RabbitmqCluster != nil, func() { b.RabbitmqCluster = o }), o, nil
-	}
-	return nil, nil, fmt.Errorf("apiVersion %q kind %q: not a resource of the relay's deployment", tm.APIVersion, tm.Kind)
 }
 
 // add decodes one YAML document strictly into its API type and puts it in b.
@@ -79,14 +56,33 @@ func (b *bundle) add(doc []byte) error {
 	if err := yaml.Unmarshal(doc, &tm); err != nil {
 		return err
 	}
-	set, obj, err := b.slot(tm)
-	if err != nil {
-		return err
+	what := tm.APIVersion + " " + tm.Kind
+	var (
+		obj   any
+		store func() error
+	)
+	switch what {
+	case "apps/v1 Deployment":
+		obj, store = place(&b.Deployment, what)
+	case "v1 ConfigMap":
+		obj, store = place(&b.ConfigMap, what)
+	case "v1 Secret":
+		obj, store = place(&b.Secret, what)
+	case "v1 Service":
+		obj, store = place(&b.Service, what)
+	case "policy/v1 PodDisruptionBudget":
+		obj, store = place(&b.PDB, what)
+	case "keda.sh/v1alpha1 ScaledObject":
+		obj, store = place(&b.ScaledObject, what)
+	case "rabbitmq.com/v1beta1 RabbitmqCluster":
+		obj, store = place(&b.RabbitmqCluster, what)
+	default:
+		return fmt.Errorf("apiVersion %q kind %q: not a resource of the relay's deployment", tm.APIVersion, tm.Kind)
 	}
 	if err := unmarshalStrict(doc, obj); err != nil {
-		return fmt.Errorf("%s %s: %w", tm.APIVersion, tm.Kind, err)
+		return fmt.Errorf("%s: %w", what, err)
 	}
-	return set(obj)
+	return store()
 }
 
 // unmarshalStrict decodes a YAML document into obj as strictly as the API
@@ -209,8 +205,12 @@ func loadBuilt(dir string) (*bundle, error) {
 	if err != nil {
 		return nil, errNoKubectl
 	}
+	// kustomize reads local files only; the bound is for a kubectl that
+	// hangs, not a measure of the test.
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
 	var stderr bytes.Buffer
-	cmd := exec.Command(kubectl, "kustomize", dir)
+	cmd := exec.CommandContext(ctx, kubectl, "kustomize", dir)
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
 	if err != nil {
