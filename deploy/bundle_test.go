@@ -201,6 +201,20 @@ func loadFiles(dir string) (*bundle, error) {
 // loadBuilt reads the resources as `kubectl kustomize dir` makes them.
 // It returns errNoKubectl when kubectl is not on the PATH.
 func loadBuilt(dir string) (*bundle, error) {
+	out, err := kustomizeBuild(dir)
+	if err != nil {
+		return nil, err
+	}
+	b := new(bundle)
+	if err := b.addStream(out, "kubectl kustomize"); err != nil {
+		return nil, err
+	}
+	return b, b.complete()
+}
+
+// kustomizeBuild returns the output of `kubectl kustomize dir`, or
+// errNoKubectl.
+func kustomizeBuild(dir string) ([]byte, error) {
 	kubectl, err := exec.LookPath("kubectl")
 	if err != nil {
 		return nil, errNoKubectl
@@ -216,11 +230,7 @@ func loadBuilt(dir string) (*bundle, error) {
 	if err != nil {
 		return nil, fmt.Errorf("kubectl kustomize: %w: %s", err, strings.TrimSpace(stderr.String()))
 	}
-	b := new(bundle)
-	if err := b.addStream(out, "kubectl kustomize"); err != nil {
-		return nil, err
-	}
-	return b, b.complete()
+	return out, nil
 }
 
 var errNoKubectl = errors.New("kubectl is not on the PATH")

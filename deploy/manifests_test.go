@@ -267,6 +267,13 @@ func TestLoadFilesFails(t *testing.T) {
 func copyDir(t *testing.T, dir string) string {
 	t.Helper()
 	out := t.TempDir()
+	copyFiles(t, dir, out)
+	return out
+}
+
+// copyFiles copies the YAML files of dir into out.
+func copyFiles(t *testing.T, dir, out string) {
+	t.Helper()
 	files, err := filepath.Glob(filepath.Join(dir, "*.yaml"))
 	if err != nil {
 		t.Fatal(err)
@@ -280,5 +287,4 @@ func copyDir(t *testing.T, dir string) string {
 			t.Fatal(err)
 		}
 	}
-	return out
 }
