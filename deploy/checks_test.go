@@ -419,6 +419,15 @@ func checkDeployment(b *bundle) error {
 	if d.Spec.Strategy.Type == appsv1.RecreateDeploymentStrategyType {
 		return errors.New("strategy Recreate stops every relay at once")
 	}
+	for _, tsc := range d.Spec.Template.Spec.TopologySpreadConstraints {
+		ok, err := selects(tsc.LabelSelector, d.Spec.Template.Labels)
+		if err != nil {
+			return fmt.Errorf("topology spread on %s: %w", tsc.TopologyKey, err)
+		}
+		if !ok {
+			return fmt.Errorf("topology spread on %s does not count the relay's pods", tsc.TopologyKey)
+		}
+	}
 	return nil
 }
 

@@ -130,6 +130,9 @@ func TestChecksFail(t *testing.T) {
 		{"deployment selects other pods", "deployment", func(b *bundle) {
 			b.Deployment.Spec.Selector.MatchLabels["app.kubernetes.io/name"] = "other"
 		}},
+		{"spread over other pods", "deployment", func(b *bundle) {
+			b.Deployment.Spec.Template.Spec.TopologySpreadConstraints[0].LabelSelector.MatchLabels = map[string]string{"app": "relay"}
+		}},
 		{"recreate strategy", "deployment", func(b *bundle) {
 			b.Deployment.Spec.Strategy.Type = "Recreate"
 			b.Deployment.Spec.Strategy.RollingUpdate = nil
