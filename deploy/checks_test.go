@@ -202,7 +202,9 @@ func checkConfig(b *bundle) error {
 	if cfg.Instance != samplePodName {
 		return fmt.Errorf("instance is %q, want the pod's name (RELAY_INSTANCE from metadata.name)", cfg.Instance)
 	}
-	return nil
+	// The rest of `relay config check`: print the effective configuration.
+	_, err = cfg.Redacted()
+	return err
 }
 
 func checkGracePeriod(b *bundle) error {
