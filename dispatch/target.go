@@ -14,6 +14,7 @@ import (
 	"github.com/vsm-relay/relay/backoff"
 	"github.com/vsm-relay/relay/breaker"
 	"github.com/vsm-relay/relay/metrics"
+	"github.com/vsm-relay/relay/retrybudget"
 )
 
 // kind is how one attempt at a downstream ended.
@@ -56,6 +57,12 @@ type TargetSpec struct {
 	Guard            Guard
 	// Backoff paces the in-process retries of a task.
 	Backoff backoff.Policy
+	// Budget bounds the in-process retries to a share of the target's
+	// calls. Nil: no bound beyond Backoff's.
+	Budget *retrybudget.Budget
+	// BudgetExhausted is told when the budget refuses a retry; the task
+	// takes its next redelivery step instead. Nil: none.
+	BudgetExhausted func(target string, s retrybudget.Snapshot)
 	// Metrics are the target's; nil: unregistered ones.
 	Metrics   *metrics.TargetMetrics
 	UserAgent string
@@ -71,6 +78,7 @@ func NewTarget(s TargetSpec) *Target {
 		name: s.Name, url: s.URL, method: s.Method, timeout: s.Timeout, headers: s.Headers,
 		maxReq: s.MaxRequestBytes, maxResp: s.MaxResponseBytes, client: s.Client,
 		Guard: s.Guard, policy: s.Backoff, m: s.Metrics, userAgent: s.UserAgent,
+		budget: s.Budget, exhausted: s.BudgetExhausted,
 	}
 }
 
@@ -90,8 +98,30 @@ type Target struct {
 	client  *http.Client
 	Guard
 	policy    backoff.Policy
+	budget    *retrybudget.Budget
+	exhausted func(target string, s retrybudget.Snapshot)
 	m         *metrics.TargetMetrics
 	userAgent string
+}
+
+// firstAttempt records a delivery's first attempt in the retry budget.
+func (t *Target) firstAttempt() {
+	if t.budget != nil {
+		t.budget.Call()
+	}
+}
+
+// mayRetry asks the retry budget for one in-process retry; a refusal is
+// counted and reported.
+func (t *Target) mayRetry() bool {
+	if t.budget == nil || t.budget.TryRetry() {
+		return true
+	}
+	t.m.BudgetExhausted.Inc()
+	if t.exhausted != nil {
+		t.exhausted(t.name, t.budget.Snapshot())
+	}
+	return false
 }
 
 // task is what a request is made of.

@@ -180,6 +180,7 @@ func (w *Work) decide(ctx context.Context, d *amqp.Delivery) Outcome {
 	tk.tracestate, _ = stringHeader(d.Headers, HeaderTracestate)
 
 	bo := t.policy.Start()
+	t.firstAttempt()
 	tried := false // a request of this delivery reached the downstream
 	var last result
 	for {
@@ -222,6 +223,9 @@ func (w *Work) decide(ctx context.Context, d *amqp.Delivery) Outcome {
 		delay, ok := bo.NextAfter(res.retryAfter)
 		if !ok {
 			return w.next(step, attempts, res, "")
+		}
+		if !t.mayRetry() {
+			return w.next(step, attempts, res, "; retry budget of target "+t.name+" spent")
 		}
 		w.m.Retries.Inc()
 		if w.sleep(w.stop, delay) != nil {

@@ -52,8 +52,10 @@ type Metrics struct {
 	taskTime    *prometheus.HistogramVec
 	queueInfo   *prometheus.GaugeVec
 
-	requestTime *prometheus.HistogramVec
-	responses   *prometheus.CounterVec
+	requestTime     *prometheus.HistogramVec
+	responses       *prometheus.CounterVec
+	budgetExhausted *prometheus.CounterVec
+	queueBacklog    *prometheus.GaugeVec
 
 	outbound    *prometheus.CounterVec
 	confirmTime *prometheus.HistogramVec
@@ -118,6 +120,14 @@ func build() *Metrics {
 			Namespace: namespace, Subsystem: "downstream", Name: "responses_total",
 			Help: "Downstream responses by status class (2xx, 3xx, 4xx, 5xx), or error when no response came.",
 		}, []string{"target", "class"}),
+		budgetExhausted: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Name: "retry_budget_exhausted_total",
+			Help: "Retryable failures that skipped their in-process retries because the target's retry budget was spent (the task took its next redelivery step).",
+		}, []string{"target"}),
+		queueBacklog: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: namespace, Name: "queue_backlog",
+			Help: "A consumed queue's ready messages as the relay last read them, and 0 while its intake is held by an open breaker: the number to autoscale on.",
+		}, []string{"queue"}),
 
 		outbound: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: namespace, Subsystem: "outbound", Name: "messages_total",
@@ -177,6 +187,8 @@ func (m *Metrics) collectors() []named {
 		{"relay_work_queue_info", m.queueInfo},
 		{"relay_downstream_request_duration_seconds", m.requestTime},
 		{"relay_downstream_responses_total", m.responses},
+		{"relay_retry_budget_exhausted_total", m.budgetExhausted},
+		{"relay_queue_backlog", m.queueBacklog},
 		{"relay_outbound_messages_total", m.outbound},
 		{"relay_outbound_confirm_seconds", m.confirmTime},
 		{"relay_bulkhead_wait_seconds", m.bulkheadWait},
@@ -215,4 +227,10 @@ func registerAll(reg prometheus.Registerer, cs ...named) error {
 // byte in a label is better than a crashed relay.
 func labelValue(v string) string {
 	return strings.ToValidUTF8(v, "\uFFFD")
+}
+
+// QueueBacklog returns the relay_queue_backlog gauge of queue.
+func (m *Metrics) QueueBacklog(queue string) prometheus.Gauge {
+	m = m.orDetached()
+	return m.queueBacklog.WithLabelValues(labelValue(queue))
 }

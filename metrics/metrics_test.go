@@ -32,6 +32,7 @@ func touchAll(m *Metrics) {
 	m.BulkheadWait("api_agent")
 	m.BreakerTransition("llm_api", "closed", "open")
 	m.Broker("consume")
+	m.QueueBacklog("vsm.tasks.echo")
 }
 
 // family is what a scrape says of one metric family: its type and the
@@ -71,6 +72,8 @@ func TestNewRegistersEveryNameWithItsLabels(t *testing.T) {
 		"relay_work_queue_info":                     {dto.MetricType_GAUGE, "queue,target"},
 		"relay_downstream_request_duration_seconds": {dto.MetricType_HISTOGRAM, "target"},
 		"relay_downstream_responses_total":          {dto.MetricType_COUNTER, "class,target"},
+		"relay_retry_budget_exhausted_total":        {dto.MetricType_COUNTER, "target"},
+		"relay_queue_backlog":                       {dto.MetricType_GAUGE, "queue"},
 		"relay_outbound_messages_total":             {dto.MetricType_COUNTER, "outcome,queue"},
 		"relay_outbound_confirm_seconds":            {dto.MetricType_HISTOGRAM, "queue"},
 		"relay_bulkhead_wait_seconds":               {dto.MetricType_HISTOGRAM, "bulkhead"},

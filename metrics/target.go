@@ -23,6 +23,10 @@ type TargetMetrics struct {
 	// outside 200..599, 0 among them for "no response at all" (connection
 	// refused, timeout), count as class "error".
 	Responses func(code int) prometheus.Counter
+	// BudgetExhausted counts retryable failures whose in-process retries
+	// the target's retry budget refused
+	// (relay_retry_budget_exhausted_total{target}).
+	BudgetExhausted prometheus.Counter
 }
 
 // Target resolves the metrics of the downstream target named target.
@@ -39,6 +43,7 @@ func (m *Metrics) Target(target string) *TargetMetrics {
 	return &TargetMetrics{
 		RequestDuration: m.requestTime.WithLabelValues(target),
 		Responses:       r.forCode,
+		BudgetExhausted: m.budgetExhausted.WithLabelValues(target),
 	}
 }
 

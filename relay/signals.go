@@ -24,7 +24,11 @@ func (r *Relay) breakerChanged(t breaker.Transition) {
 	switch t.To {
 	case breaker.Open:
 		r.log.Warn("breaker opened", "breaker", t.Breaker, "from", t.From.String(), "reason", t.Reason, "retry_at", t.RetryAt)
-		r.emit(algedonic.BreakerOpened(t.Breaker, t.Reason, t.FailureRate, t.From == breaker.HalfOpen))
+		r.emit(algedonic.BreakerOpenedWith(t.Breaker, t.Reason, algedonic.BreakerOpening{
+			FromHalfOpen: t.From == breaker.HalfOpen, Failures: t.FailureCount, Threshold: t.Threshold,
+			FailureSpan: t.FailureSpan, Window: t.Window, Calls: t.Calls, FailureRate: t.FailureRate,
+			SlowCallRate: t.SlowCallRate, Origin: t.Origin,
+		}))
 	case breaker.HalfOpen:
 		r.log.Info("breaker half-open: probing", "breaker", t.Breaker, "reason", t.Reason)
 	case breaker.Closed:
@@ -36,13 +40,7 @@ func (r *Relay) breakerChanged(t breaker.Transition) {
 }
 
 func (r *Relay) bulkheadRejected(b *bulkhead.Bulkhead, err error) {
-	s := b.Stats()
-	rejected := s.RejectedFull + s.RejectedTimeout + s.RejectedRateLimited
-	rate := 0.0
-	if total := rejected + s.Checkouts; total > 0 {
-		rate = float64(rejected) / float64(total)
-	}
-	r.emit(algedonic.BulkheadRejected(b.Name(), bulkhead.Reason(err), rate))
+	r.emit(algedonic.BulkheadRejected(b.Name(), bulkhead.Reason(err), b.RecentRejectionRate()))
 }
 
 func (r *Relay) deadLettered(queue, reason string) {
