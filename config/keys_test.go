@@ -38,7 +38,9 @@ func TestClusterAndQueueKeys(t *testing.T) {
 			func(c *Config) any { return c.Outbound[0].URLs() }, []string{"amqp://a/", "amqp://b/"}},
 		{"the same broker has no outbound URL", "", nil, func(c *Config) any { return c.Outbound[0].URLs() }, []string(nil)},
 		{"queue type and delivery limit by default", "", nil,
-			func(c *Config) any { return [4]any{c.AMQP.QueueType, c.AMQP.DeliveryLimit, c.Work[0].QueueType, c.Outbound[0].DeliveryLimit} },
+			func(c *Config) any {
+				return [4]any{c.AMQP.QueueType, c.AMQP.DeliveryLimit, c.Work[0].QueueType, c.Outbound[0].DeliveryLimit}
+			},
 			[4]any{"classic", 20, "classic", 20}},
 		{"entries inherit amqp's or keep their own", quorumFile, nil,
 			func(c *Config) any {
@@ -50,7 +52,9 @@ func TestClusterAndQueueKeys(t *testing.T) {
 			},
 			[3][3]any{{"quorum", 5, 9}, {"classic", 3, 2}, {"quorum", 5, 9}}},
 		{"an entry's queue type from the environment", "", map[string]string{"RELAY_WORK_0_QUEUE_TYPE": "quorum", "RELAY_AMQP_DELIVERY_LIMIT": "7"},
-			func(c *Config) any { return [3]any{c.Work[0].QueueType, c.Outbound[0].QueueType, c.Work[0].DeliveryLimit} },
+			func(c *Config) any {
+				return [3]any{c.Work[0].QueueType, c.Outbound[0].QueueType, c.Work[0].DeliveryLimit}
+			},
 			[3]any{"quorum", "classic", 7}},
 		{"admin token", "http: {admin_token: s3cret}", nil, func(c *Config) any { return c.HTTP.AdminToken }, "s3cret"},
 		{"admin token from the environment", "", map[string]string{"RELAY_HTTP_ADMIN_TOKEN": "t0k"},
