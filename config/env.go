@@ -18,8 +18,19 @@ import (
 // amqp.url -> RELAY_AMQP_URL, work[0].target -> RELAY_WORK_0_TARGET. It is
 // the mapping viper's SetEnvPrefix + SetEnvKeyReplacer would apply.
 func envName(path string) string {
-	r := strings.NewReplacer(".", "_", "-", "_", "[", "_", "]", "")
-	return EnvPrefix + "_" + strings.ToUpper(r.Replace(path))
+	var b strings.Builder
+	b.Grow(len(EnvPrefix) + 1 + len(path))
+	b.WriteString(EnvPrefix + "_")
+	for _, r := range path {
+		switch r {
+		case '.', '-', '[':
+			b.WriteByte('_')
+		case ']':
+		default:
+			b.WriteRune(unicode.ToUpper(r))
+		}
+	}
+	return b.String()
 }
 
 // nonKeyEnv reports whether name is a RELAY_ variable the project reads

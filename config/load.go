@@ -471,9 +471,17 @@ func (d defaultEntries) validate(l *fielderr.List) error {
 // field's type (decode saw to it), so assign only places values; the key
 // of a field is keyOf's.
 func assign(tree map[string]any, out any) error {
+	keys := make(map[string]string) // field name -> key, as snake is asked often
 	d, err := mapstructure.NewDecoder(&mapstructure.DecoderConfig{
-		TagName:     tagName,
-		MatchName:   func(key, field string) bool { return key == snake(field) },
+		TagName: tagName,
+		MatchName: func(key, field string) bool {
+			k, ok := keys[field]
+			if !ok {
+				k = snake(field)
+				keys[field] = k
+			}
+			return key == k
+		},
 		ErrorUnused: true,
 		Result:      out,
 	})
