@@ -11,6 +11,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/vsm-relay/relay/backoff"
+	"github.com/vsm-relay/relay/bulkhead"
 )
 
 // Secret is what Redacted and RedactURL show in place of a secret.
@@ -80,7 +81,7 @@ func encode(v reflect.Value) (*yaml.Node, error) {
 		n := &yaml.Node{Kind: yaml.MappingNode}
 		for i := range v.NumField() {
 			key := keyOf(v.Type().Field(i))
-			if key == "" {
+			if key == "" || omitWhenZero(v.Type(), key) && v.Field(i).IsZero() {
 				continue
 			}
 			val, err := encode(v.Field(i))
@@ -118,6 +119,17 @@ func encode(v reflect.Value) (*yaml.Node, error) {
 		return n, nil
 	}
 	return scalar(v.Interface())
+}
+
+// omitWhenZero tells the keys Redacted leaves out when zero, as
+// configs/relay.yaml does: the bulkhead extensions, whose zero means the
+// bulkhead package's default and would read as something else
+// (hold_warning: 0s is 4 x timeout, not off).
+func omitWhenZero(t reflect.Type, key string) bool {
+	if t != reflect.TypeFor[bulkhead.Settings]() {
+		return false
+	}
+	return key == "rate_limit" || key == "max_waiting" || key == "hold_warning"
 }
 
 func scalar(v any) (*yaml.Node, error) {

@@ -115,6 +115,10 @@ func TestRedactedShape(t *testing.T) {
 	if strings.Contains(string(out), "defaults:") {
 		t.Errorf("redacted output has a defaults entry:\n%s", out)
 	}
+	// The bulkhead extensions left zero are left out, as in configs/relay.yaml.
+	if strings.Count(string(out), "max_waiting:") != 1 || strings.Count(string(out), "hold_warning:") != 1 || strings.Count(string(out), "rate_limit:") != 1 {
+		t.Errorf("redacted output shows zero bulkhead extensions:\n%s", out)
+	}
 	// Redacted must not change c.
 	if c.Targets["api"].Headers["x-static"] != "t0psecret" || !strings.Contains(c.AMQP.URL, "s3cret") {
 		t.Errorf("Redacted changed the config: %+v", c)
