@@ -11,7 +11,9 @@ import (
 )
 
 // Config configures an Emitter. The zero value of each field means the
-// default noted beside it.
+// default noted beside it. It is also the `algedonic` section of the
+// relay's configuration file, which decodes into it key by key
+// (pain_exchange, pleasure_exchange, coalesce, buffer).
 type Config struct {
 	// PainExchange receives pain events. Zero: "vsm.algedonic.pain".
 	PainExchange string
@@ -19,18 +21,21 @@ type Config struct {
 	// "vsm.algedonic.pleasure".
 	PleasureExchange string
 	// Coalesce is the window within which repeated pain of a coalesced
-	// kind is only counted. Zero: 10s. To turn coalescing off, pass
-	// WithCoalesced with no kinds.
+	// kind is only counted. Zero: never coalesce, every event is sent, as
+	// the configuration file's "coalesce: 0s" promises. The default file
+	// sets DefaultCoalesce.
 	Coalesce time.Duration
 	// Buffer is how many events wait for the broker at most; beyond it the
 	// oldest is dropped. Zero: 1000.
 	Buffer int
 	// Instance is written into every event that does not carry one. Zero:
-	// left empty (the relay's configuration defaults it to hostname-pid).
-	Instance string
+	// left empty. It is not a key of the file's algedonic section: the
+	// relay's configuration fills it from the top-level instance.
+	Instance string `config:"-"`
 }
 
-// Defaults of the zero-valued fields.
+// Defaults of the zero-valued fields, and DefaultCoalesce, the window the
+// relay's default configuration file sets (a zero Coalesce stays zero).
 const (
 	DefaultPainExchange     = "vsm.algedonic.pain"
 	DefaultPleasureExchange = "vsm.algedonic.pleasure"
@@ -38,16 +43,14 @@ const (
 	DefaultBuffer           = 1000
 )
 
-// WithDefaults returns c with every zero field set to its default.
+// WithDefaults returns c with every zero field set to its default. A zero
+// Coalesce is left zero: it means "never coalesce", not "the default".
 func (c Config) WithDefaults() Config {
 	if c.PainExchange == "" {
 		c.PainExchange = DefaultPainExchange
 	}
 	if c.PleasureExchange == "" {
 		c.PleasureExchange = DefaultPleasureExchange
-	}
-	if c.Coalesce == 0 {
-		c.Coalesce = DefaultCoalesce
 	}
 	if c.Buffer == 0 {
 		c.Buffer = DefaultBuffer
@@ -108,7 +111,8 @@ func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l 
 func WithRegisterer(r prometheus.Registerer) Option { return func(o *options) { o.reg = r } }
 
 // WithCoalesced replaces the set of coalesced kinds (default:
-// DefaultCoalesced). With no kinds, nothing is coalesced.
+// DefaultCoalesced). With no kinds, nothing is coalesced; with a zero
+// Config.Coalesce, nothing is coalesced whatever the kinds.
 func WithCoalesced(kinds ...Kind) Option {
 	return func(o *options) { o.coalesced = append([]Kind{}, kinds...) }
 }

@@ -48,7 +48,9 @@
 // In an outage a pool may reject thousands of checkouts a second; one
 // message each would bury the signal and the broker. So pain of a
 // coalesced kind (by default bulkhead/rejected, queue/dead_lettered and
-// target/retry_budget_exhausted; see WithCoalesced) is coalesced per (source, name, event):
+// target/retry_budget_exhausted; see WithCoalesced) is coalesced per
+// (source, name, event), unless Config.Coalesce is zero, which turns
+// coalescing off:
 //
 //   - the first occurrence of a key is sent at once, with count 1, and
 //     opens a window of Config.Coalesce;

@@ -58,6 +58,15 @@ type Emitter struct {
 	drained chan struct{}
 }
 
+// tickEvery is how often Run looks for ended windows: a quarter window,
+// and rarely when there are no windows, since nothing is coalesced.
+func tickEvery(coalesce time.Duration) time.Duration {
+	if coalesce <= 0 {
+		return time.Hour
+	}
+	return max(coalesce/4, minTick)
+}
+
 // NewEmitter returns an Emitter that publishes through pub. It fails on
 // an invalid cfg, a nil pub, or when its metrics cannot be registered.
 func NewEmitter(cfg Config, pub Publisher, opts ...Option) (*Emitter, error) {
@@ -88,7 +97,7 @@ func NewEmitter(cfg Config, pub Publisher, opts ...Option) (*Emitter, error) {
 	e := &Emitter{
 		cfg: cfg, pub: pub, clock: o.clock, log: o.logger, m: m,
 		coalesced:      make(map[Kind]struct{}, len(o.coalesced)),
-		tickEvery:      max(cfg.Coalesce/4, minTick),
+		tickEvery:      tickEvery(cfg.Coalesce),
 		publishTimeout: o.publishTimeout,
 		wake:           make(chan struct{}, 1),
 		queue:          newRing(cfg.Buffer),
@@ -96,8 +105,11 @@ func NewEmitter(cfg Config, pub Publisher, opts ...Option) (*Emitter, error) {
 		drained:        make(chan struct{}),
 	}
 	close(e.drained)
-	for _, k := range o.coalesced {
-		e.coalesced[k] = struct{}{}
+	// A zero window coalesces nothing: every event goes out as raised.
+	if cfg.Coalesce > 0 {
+		for _, k := range o.coalesced {
+			e.coalesced[k] = struct{}{}
+		}
 	}
 	e.listeners.Store(&[]func(Event){})
 	return e, nil

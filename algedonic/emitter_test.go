@@ -576,10 +576,38 @@ func TestNewEmitterErrors(t *testing.T) {
 }
 
 func TestConfigDefaults(t *testing.T) {
-	got := Config{}.WithDefaults()
-	want := Config{PainExchange: "vsm.algedonic.pain", PleasureExchange: "vsm.algedonic.pleasure", Coalesce: 10 * time.Second, Buffer: 1000}
-	if got != want {
-		t.Fatalf("defaults = %+v", got)
+	tests := []struct {
+		name    string
+		in, out Config
+	}{
+		{"zero", Config{}, Config{PainExchange: "vsm.algedonic.pain", PleasureExchange: "vsm.algedonic.pleasure", Buffer: 1000}},
+		{"set values stay", Config{PainExchange: "p", PleasureExchange: "q", Coalesce: time.Minute, Buffer: 3, Instance: "i"},
+			Config{PainExchange: "p", PleasureExchange: "q", Coalesce: time.Minute, Buffer: 3, Instance: "i"}},
+	}
+	for _, tt := range tests {
+		if got := tt.in.WithDefaults(); got != tt.out {
+			t.Errorf("%s: defaults = %+v, want %+v", tt.name, got, tt.out)
+		}
+	}
+}
+
+// A zero coalesce window is the file's "coalesce: 0s": never coalesce.
+// It once meant the 10s default, so a second rejection within 10s was
+// absorbed into a summary.
+func TestZeroCoalesceNeverCoalesces(t *testing.T) {
+	h := newHarness(t, Config{})
+	for i := range 3 {
+		h.clk.Set(t0.Add(time.Duration(i) * time.Second))
+		h.e.Emit(BulkheadRejected("api_agent", "full", 0.5))
+		h.e.Emit(DeadLettered("q", "HTTP 400"))
+	}
+	h.e.tick(t0.Add(time.Minute))
+	want := strings.Repeat("bulkhead.api_agent.rejected×1 queue.q.dead_lettered×1 ", 3)
+	if got := eventKeys(h.seen()); got != strings.TrimSpace(want) {
+		t.Fatalf("got  %q\nwant %q", got, strings.TrimSpace(want))
+	}
+	if e := h.e; e.tickEvery < time.Minute {
+		t.Errorf("with nothing to coalesce Run still looks for windows every %s", e.tickEvery)
 	}
 }
 
@@ -601,7 +629,7 @@ func TestListeners(t *testing.T) {
 }
 
 func TestEventsAreLogged(t *testing.T) {
-	h := newHarness(t, Config{})
+	h := newHarness(t, Config{Coalesce: time.Minute})
 	h.e.Emit(BreakerOpened("b", "r", 1, false))
 	h.e.Emit(BreakerClosed("b", "r"))
 	h.e.Emit(BulkheadRejected("p", "full", 1))

@@ -44,6 +44,12 @@ type Settings struct {
 	// in the window reaches it (0 < r <= 1). Zero with SlowCallDuration
 	// set: 1.0 (every call in the window slow).
 	SlowCallRateThreshold float64
+
+	// Share makes the relay's fleet coordination share this breaker's
+	// failures and transitions with peer relays that have a breaker of
+	// the same name; the breaker package itself ignores it. Zero: false,
+	// the breaker decides alone.
+	Share bool
 }
 
 // Defaults of the zero-valued fields.

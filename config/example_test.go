@@ -95,3 +95,31 @@ func ExampleTarget_ExpandedHeaders() {
 	// targets.llm.headers.x-org: environment variable LLM_ORG is not set
 	// Bearer t0ken vsm
 }
+
+func ExampleSource_Load() {
+	// A Source reads its file and environment again on every Load, so a
+	// reload sees what changed. Environ stands in for os.Environ here.
+	src := config.Source{Environ: func() []string {
+		return []string{"RELAY_AMQP_PREFECH=5", "RELAY_HTTP_LISTEN=0.0.0.0:9090"}
+	}}
+	_, err := src.Load()
+	for _, line := range fielderr.Lines(err) {
+		fmt.Println(line)
+	}
+	// Output:
+	// RELAY_AMQP_PREFECH: no such configuration key; did you mean RELAY_AMQP_PREFETCH?
+}
+
+func ExampleAMQP_URLs() {
+	cfg, err := config.LoadBytes([]byte(`amqp: {url: "amqp://u:p@rmq-0:5672/,amqp://u:p@rmq-1:5672/"}`), nil)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	for _, u := range cfg.AMQP.URLs() {
+		fmt.Println(config.RedactURL(u))
+	}
+	// Output:
+	// amqp://u:***@rmq-0:5672/
+	// amqp://u:***@rmq-1:5672/
+}

@@ -48,3 +48,37 @@ func FuzzLoadBytes(f *testing.F) {
 		}
 	})
 }
+
+// FuzzEnv feeds arbitrary RELAY_ variables to a load: it must never
+// panic, every problem must name a key or the variable, on one line, and
+// a configuration that loads must validate.
+func FuzzEnv(f *testing.F) {
+	for _, seed := range [][2]string{
+		{"AMQP_PREFECH", "5"}, {"AMQP_PREFETCH", "x"}, {"WORK_0_REDELIVERY", "1s, 30"}, {"WORK_9_TARGET", "echo"},
+		{"AMQP_URL", "amqp://a/,amqp://b/"}, {"BACKOFF_LLM_API_JITTER", "wild"}, {"TARGETS_ECHO_RETRY_BUDGET_RATIO", "NaN"},
+		{"HTTP_ADMIN_TOKEN", "a\nb"}, {"", "x"}, {"TEST_X", "y"},
+	} {
+		f.Add(seed[0], seed[1])
+	}
+	f.Fuzz(func(t *testing.T, suffix, value string) {
+		name := EnvPrefix + "_" + suffix
+		c, err := Source{Environ: func() []string { return []string{name + "=" + value} }}.Load()
+		if err != nil {
+			if c != nil {
+				t.Fatal("a config returned along with an error")
+			}
+			for _, e := range fielderr.Flatten(err) {
+				if e.Key == "" {
+					t.Fatalf("problem without a key: %q", e.Msg)
+				}
+				if strings.Contains(e.Msg, "\n") {
+					t.Fatalf("problem spans lines: %q", e.Error())
+				}
+			}
+			return
+		}
+		if err := c.Validate(); err != nil {
+			t.Fatalf("loaded config does not validate: %v", err)
+		}
+	})
+}

@@ -1,20 +1,23 @@
 package config
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"maps"
 	"os"
-	"reflect"
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 	"unicode"
 
 	"github.com/go-viper/mapstructure/v2"
 	"github.com/spf13/viper"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/vsm-relay/relay/backoff"
+	"github.com/vsm-relay/relay/breaker"
 	"github.com/vsm-relay/relay/configs"
 	"github.com/vsm-relay/relay/internal/fielderr"
 )
@@ -23,34 +26,68 @@ import (
 // RELAY_AMQP_URL overrides amqp.url.
 const EnvPrefix = "RELAY"
 
+// Source is where the configuration comes from. Its Load reads every
+// layer again, so that a running relay can reload from the same sources;
+// a Source holds no state and is safe to use from several goroutines.
+type Source struct {
+	// Path is the YAML file read on top of the default configuration; "":
+	// the default configuration embedded in the binary, alone.
+	Path string
+	// Environ lists the environment as "NAME=value" strings, like
+	// os.Environ, which it defaults to when nil.
+	Environ func() []string
+}
+
 // Load reads the configuration file at path, or the default configuration
 // embedded in the binary when path is "", applies the RELAY_* environment
-// overrides and validates the result. On failure the error holds every
-// problem found, each a *fielderr.Error keyed by its path (see
-// fielderr.Lines). Load sets Instance to "<hostname>-<pid>" when the
-// configuration leaves it empty.
-func Load(path string) (*Config, error) {
+// overrides and validates the result. It is Source{Path: path}.Load().
+func Load(path string) (*Config, error) { return Source{Path: path}.Load() }
+
+// Load reads the default configuration, the file and the RELAY_*
+// environment variables, and validates the result. On failure the error
+// holds every problem found, each a *fielderr.Error keyed by its path (see
+// fielderr.Lines); a RELAY_ variable that names no configuration key is
+// one, keyed by the variable. Load sets Instance to "<hostname>-<pid>"
+// when the configuration leaves it empty.
+func (s Source) Load() (*Config, error) {
 	data := configs.Default
-	if path != "" {
-		b, err := os.ReadFile(path)
+	if s.Path != "" {
+		b, err := os.ReadFile(s.Path)
 		if err != nil {
 			return nil, fmt.Errorf("reading configuration: %w", err)
 		}
 		data = b
 	}
-	c, err := LoadBytes(data, os.LookupEnv)
+	environ := s.Environ
+	if environ == nil {
+		environ = os.Environ
+	}
+	vars := make(map[string]string)
+	for _, kv := range environ() {
+		if name, val, ok := strings.Cut(kv, "="); ok {
+			vars[name] = val
+		}
+	}
+	c, err := load(data, environment{
+		lookup: func(name string) (string, bool) {
+			v, ok := vars[name]
+			return v, ok
+		},
+		names: slices.Sorted(maps.Keys(vars)),
+	})
 	if err != nil {
 		return nil, err
 	}
 	if c.Instance == "" {
-		c.Instance = defaultInstance()
+		c.setInstance(defaultInstance())
 	}
 	return c, nil
 }
 
 // LoadBytes is Load of the YAML in data, with environment variables looked
-// up through env (os.LookupEnv in Load; nil: no overrides). It leaves an
-// empty Instance empty.
+// up through env (nil: no overrides). Since a lookup cannot list the
+// variables that are set, LoadBytes cannot report a RELAY_ variable that
+// names no key; Source.Load does. It leaves an empty Instance empty.
 //
 // The default configuration is the base; data is read on top of it (see
 // the "How your file combines with this one" notes in configs/relay.yaml),
@@ -61,6 +98,13 @@ func LoadBytes(data []byte, env func(string) (string, bool)) (*Config, error) {
 	if env == nil {
 		env = func(string) (string, bool) { return "", false }
 	}
+	return load(data, environment{lookup: env})
+}
+
+// load decodes each source once, strictly (decode), layers them in a
+// viper instance (the default file, data, the environment), builds the
+// Config from the layers and validates it once.
+func load(data []byte, env environment) (*Config, error) {
 	sch := schema()
 	var p problems
 
@@ -68,7 +112,7 @@ func LoadBytes(data []byte, env func(string) (string, bool)) (*Config, error) {
 	if err != nil {
 		return nil, err
 	}
-	user := asTree(check(userRaw, sch, "", &p))
+	user := asTree(decode(userRaw, sch, "", &p))
 
 	base, err := builtIn(sch)
 	if err != nil {
@@ -87,31 +131,47 @@ func LoadBytes(data []byte, env func(string) (string, bool)) (*Config, error) {
 	applyEnv(v, sch, trees, env, &p)
 
 	tree := asTree(assemble(v, sch, trees, ""))
-	inherit(tree, "breakers", &p)
-	inherit(tree, "backoff", &p)
+	inherited := make(map[string]bool)
+	inherit(tree, "breakers", inherited)
+	inherit(tree, "backoff", inherited)
 	for _, section := range []string{"targets", "work", "outbound"} {
 		fill(tree[section], entryTemplate(section))
 	}
+	defaults := takeDefaults(tree)
 
-	var f fileConfig
-	if err := decode(tree, &f); err != nil {
-		for _, e := range decodeProblems(err) {
-			if !p.covered(e.Key) {
-				p.reject(e.Key, "%s", e.Msg)
-			}
-		}
+	var c Config
+	if err := assign(tree, &c); err != nil {
+		return nil, fmt.Errorf("configuration: %w", err)
 	}
-	p.checkDefaults(&f)
-
-	var conv fielderr.List
-	c := f.config(&conv)
-	p.mergeUncovered("", conv.Err())
+	for name, t := range c.Targets {
+		t.Name = name
+		c.Targets[name] = t
+	}
 	c.resolve()
-	p.mergeUncovered("", c.Validate())
+
+	// One validation pass: the defaults entries, which are no breaker or
+	// policy themselves, then the Config. What it says about a refused
+	// value, or about a value an entry inherits from a defaults entry
+	// already reported, was said once already.
+	var found fielderr.List
+	if err := defaults.validate(&found); err != nil {
+		return nil, fmt.Errorf("configuration: %w", err)
+	}
+	found.Merge("", c.Validate())
+	reported := make(map[string]bool)
+	for _, e := range fielderr.Flatten(found.Err()) {
+		reported[e.Key] = true
+	}
+	for _, e := range fielderr.Flatten(found.Err()) {
+		if p.wasRefused(e.Key) || inherited[e.Key] && reported[defaultsKey(e.Key)] {
+			continue
+		}
+		p.Addf(e.Key, "%s", e.Msg)
+	}
 	if err := p.Err(); err != nil {
 		return nil, err
 	}
-	return c, nil
+	return &c, nil
 }
 
 // parseYAML reads one YAML document; its errors carry no key but say what
@@ -143,7 +203,7 @@ func builtIn(sch *node) (map[string]any, error) {
 		return nil, fmt.Errorf("built-in configuration: %w", err)
 	}
 	var p problems
-	tree := asTree(check(raw, sch, "", &p))
+	tree := asTree(decode(raw, sch, "", &p))
 	if err := p.Err(); err != nil {
 		return nil, fmt.Errorf("built-in configuration: %w", err)
 	}
@@ -291,8 +351,8 @@ func assemble(v *viper.Viper, n *node, trees []any, path string) (any, bool) {
 }
 
 // inherit fills every named entry of section with the keys of its
-// `defaults` entry that it leaves out.
-func inherit(tree map[string]any, section string, p *problems) {
+// `defaults` entry that it leaves out, recording each key it fills.
+func inherit(tree map[string]any, section string, inherited map[string]bool) {
 	m, _ := tree[section].(map[string]any)
 	defaults, _ := m[defaultsEntry].(map[string]any)
 	for name, e := range m {
@@ -303,10 +363,18 @@ func inherit(tree map[string]any, section string, p *problems) {
 		for k, val := range defaults {
 			if _, set := entry[k]; !set {
 				entry[k] = val
-				p.cover(section + "." + name + "." + k)
+				inherited[section+"."+name+"."+k] = true
 			}
 		}
 	}
+}
+
+// defaultsKey is the key of the defaults entry that an inherited key
+// comes from: breakers.llm_api.timeout -> breakers.defaults.timeout.
+func defaultsKey(key string) string {
+	section, rest, _ := strings.Cut(key, ".")
+	_, leaf, _ := strings.Cut(rest, ".")
+	return section + "." + defaultsEntry + "." + leaf
 }
 
 // fill gives every entry of a named section or list the template's keys it
@@ -334,56 +402,88 @@ func fill(section any, template map[string]any) {
 	}
 }
 
-// checkDefaults validates the `defaults` entries of breakers and backoff
-// (they are no breaker or policy themselves, so Validate never sees them)
-// and takes them out of f.
-func (p *problems) checkDefaults(f *fileConfig) {
-	if d, ok := f.Breakers[defaultsEntry]; ok {
-		p.mergeUncovered("breakers."+defaultsEntry, d.settings().Validate())
-		delete(f.Breakers, defaultsEntry)
-	}
-	if d, ok := f.Backoff[defaultsEntry]; ok {
-		pol, err := d.policy()
-		if err != nil {
-			p.mergeUncovered("backoff."+defaultsEntry+".jitter", err)
+// entryTemplate gives the keys an entry of section leaves out. Entries of
+// the default file spell every key; these serve a user's own entries, which
+// replace the default ones wholesale. Breakers and backoff policies take
+// theirs from the `defaults` entry instead; bulkheads need none (their zero
+// values mean the bulkhead package's defaults), nor do the keys whose zero
+// value Load resolves (concurrency, retry_budget, prefetch, queue_type,
+// delivery_limit).
+func entryTemplate(section string) map[string]any {
+	switch section {
+	case "targets":
+		return map[string]any{
+			"method":             "POST",
+			"timeout":            10 * time.Second,
+			"headers":            map[string]any{},
+			"max_request_bytes":  1 << 20,
+			"max_response_bytes": 4 << 20,
 		}
-		p.mergeUncovered("backoff."+defaultsEntry, pol.Validate())
-		delete(f.Backoff, defaultsEntry)
+	case "work":
+		return map[string]any{"redelivery": []any{}}
+	case "outbound":
+		return map[string]any{"url": ""}
 	}
+	return nil
 }
 
-// resolve fills the values whose default depends on other sections. An
-// invalid source is left alone: Validate reports it once, at its own key.
-func (c *Config) resolve() {
-	for name, t := range c.Targets {
-		b, ok := c.Bulkheads[t.Bulkhead]
-		if ok && t.Concurrency == 0 && b.Validate() == nil {
-			t.Concurrency = b.Size + b.Overflow
-			c.Targets[name] = t
-		}
-	}
-	if c.AMQP.Prefetch < 1 || c.AMQP.Prefetch > maxPrefetch {
-		return
-	}
-	for i := range c.Work {
-		if c.Work[i].Prefetch == 0 {
-			c.Work[i].Prefetch = c.AMQP.Prefetch
-		}
-	}
-	for i := range c.Outbound {
-		if c.Outbound[i].Prefetch == 0 {
-			c.Outbound[i].Prefetch = c.AMQP.Prefetch
-		}
-	}
+// defaultsEntry is the entry of breakers and backoff that every named entry
+// starts from.
+const defaultsEntry = "defaults"
+
+// defaultEntries are the `defaults` entries of breakers and backoff, taken
+// out of the tree: they are no breaker or policy themselves.
+type defaultEntries struct {
+	breakers, backoff map[string]any
 }
 
-// decode is strict: no weak typing (a string never becomes a number), no
-// unused keys, and durations only from strings with a unit.
-func decode(tree map[string]any, f *fileConfig) error {
+func takeDefaults(tree map[string]any) defaultEntries {
+	take := func(section string) map[string]any {
+		m, _ := tree[section].(map[string]any)
+		d, _ := m[defaultsEntry].(map[string]any)
+		delete(m, defaultsEntry)
+		return d
+	}
+	return defaultEntries{breakers: take("breakers"), backoff: take("backoff")}
+}
+
+// validate adds the problems of the defaults entries to l. An error is a
+// defect of the decoder, not of the configuration.
+func (d defaultEntries) validate(l *fielderr.List) error {
+	if d.breakers != nil {
+		var s breaker.Settings
+		if err := assign(d.breakers, &s); err != nil {
+			return err
+		}
+		l.Merge("breakers."+defaultsEntry, s.Validate())
+	}
+	if d.backoff != nil {
+		var pol backoff.Policy
+		if err := assign(d.backoff, &pol); err != nil {
+			return err
+		}
+		l.Merge("backoff."+defaultsEntry, pol.Validate())
+	}
+	return nil
+}
+
+// assign copies a decoded tree into out. Every value already has its
+// field's type (decode saw to it), so assign only places values; the key
+// of a field is keyOf's.
+func assign(tree map[string]any, out any) error {
+	keys := make(map[string]string) // field name -> key, as snake is asked often
 	d, err := mapstructure.NewDecoder(&mapstructure.DecoderConfig{
-		DecodeHook:  durationHook,
+		TagName: tagName,
+		MatchName: func(key, field string) bool {
+			k, ok := keys[field]
+			if !ok {
+				k = snake(field)
+				keys[field] = k
+			}
+			return key == k
+		},
 		ErrorUnused: true,
-		Result:      f,
+		Result:      out,
 	})
 	if err != nil {
 		return err
@@ -391,83 +491,45 @@ func decode(tree map[string]any, f *fileConfig) error {
 	return d.Decode(tree)
 }
 
-// durationHook keeps mapstructure from reading a number as nanoseconds.
-func durationHook(_ reflect.Type, to reflect.Type, data any) (any, error) {
-	if to != reflect.TypeFor[duration]() {
-		return data, nil
-	}
-	switch x := data.(type) {
-	case string:
-		d, msg := parseDuration(x)
-		if msg != "" {
-			return nil, errors.New(msg)
+// resolve fills the values whose default depends on other sections. An
+// invalid source is left alone: Validate reports it once, at its own key.
+func (c *Config) resolve() {
+	c.setInstance(c.Instance)
+	for name, t := range c.Targets {
+		b, ok := c.Bulkheads[t.Bulkhead]
+		if ok && t.Concurrency == 0 && b.Validate() == nil {
+			t.Concurrency = b.Size + b.Overflow
 		}
-		return duration(d), nil
-	case duration:
-		return x, nil
-	case int, int64, uint64, float64:
-		return nil, errors.New("a duration needs a unit, like \"30s\"; got " + show(x))
+		t.RetryBudget = t.RetryBudget.WithDefaults()
+		c.Targets[name] = t
 	}
-	return nil, errors.New("must be a duration with a unit, like \"30s\", got " + describe(data))
+	prefetch, queueType, limit := c.AMQP.Prefetch, c.AMQP.QueueType, c.AMQP.DeliveryLimit
+	if prefetch < 1 || prefetch > maxPrefetch {
+		prefetch = 0
+	}
+	if checkQueueType(queueType) != "" {
+		queueType = ""
+	}
+	if limit < 1 || limit > maxDeliveryLimit {
+		limit = 0
+	}
+	for i := range c.Work {
+		w := &c.Work[i]
+		w.Prefetch = cmp.Or(w.Prefetch, prefetch)
+		w.QueueType = cmp.Or(w.QueueType, queueType)
+		w.DeliveryLimit = cmp.Or(w.DeliveryLimit, limit)
+	}
+	for i := range c.Outbound {
+		o := &c.Outbound[i]
+		o.Prefetch = cmp.Or(o.Prefetch, prefetch)
+		o.QueueType = cmp.Or(o.QueueType, queueType)
+		o.DeliveryLimit = cmp.Or(o.DeliveryLimit, limit)
+	}
 }
 
-// decodeProblems keys mapstructure's errors by the file's key paths:
-// "breakers[llm_api].timeout" becomes "breakers.llm_api.timeout", list
-// positions stay "work[0].queue".
-func decodeProblems(err error) []*fielderr.Error {
-	var out []*fielderr.Error
-	var visit func(error)
-	visit = func(e error) {
-		if j, ok := e.(interface{ Unwrap() []error }); ok {
-			for _, inner := range j.Unwrap() {
-				visit(inner)
-			}
-			return
-		}
-		if de, ok := e.(*mapstructure.DecodeError); ok {
-			inner := de.Unwrap()
-			var nested *mapstructure.DecodeError
-			if _, joined := inner.(interface{ Unwrap() []error }); joined || errors.As(inner, &nested) {
-				visit(inner)
-				return
-			}
-			out = append(out, &fielderr.Error{Key: mapstructureKey(de.Name()), Msg: inner.Error()})
-			return
-		}
-		// Decode wraps what it found in one summary error.
-		var de *mapstructure.DecodeError
-		if inner := errors.Unwrap(e); inner != nil && errors.As(inner, &de) {
-			visit(inner)
-			return
-		}
-		out = append(out, &fielderr.Error{Msg: e.Error()})
-	}
-	visit(err)
-	return out
-}
-
-func mapstructureKey(name string) string {
-	var b strings.Builder
-	for {
-		i := strings.IndexByte(name, '[')
-		if i < 0 {
-			break
-		}
-		j := strings.IndexByte(name[i:], ']')
-		if j < 0 {
-			break
-		}
-		b.WriteString(name[:i])
-		inner := name[i+1 : i+j]
-		if _, err := strconv.Atoi(inner); err == nil {
-			b.WriteString("[" + inner + "]")
-		} else {
-			b.WriteString("." + inner)
-		}
-		name = name[i+j+1:]
-	}
-	b.WriteString(name)
-	return b.String()
+// setInstance sets the relay's instance id where the components take it.
+func (c *Config) setInstance(id string) {
+	c.Instance, c.Algedonic.Instance, c.Health.Instance = id, id, id
 }
 
 // defaultInstance is "<hostname>-<pid>", made a valid routing-key word.

@@ -11,11 +11,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vsm-relay/relay/algedonic"
 	"github.com/vsm-relay/relay/backoff"
 	"github.com/vsm-relay/relay/breaker"
 	"github.com/vsm-relay/relay/bulkhead"
 	"github.com/vsm-relay/relay/configs"
+	"github.com/vsm-relay/relay/health"
 	"github.com/vsm-relay/relay/internal/fielderr"
+	"github.com/vsm-relay/relay/retrybudget"
 )
 
 func envOf(m map[string]string) func(string) (string, bool) {
@@ -42,6 +45,9 @@ func defaultBreaker() breaker.Settings {
 	}
 }
 
+// contractBudget is the contract's retry budget.
+var contractBudget = retrybudget.Settings{Ratio: 0.2, MinPerSecond: 10, Window: 10 * time.Second}
+
 // contractDefault is the contract's configuration, value by value.
 func contractDefault() *Config {
 	llm := defaultBreaker()
@@ -55,6 +61,8 @@ func contractDefault() *Config {
 			Prefetch:       64,
 			Reconnect:      Reconnect{Initial: 250 * time.Millisecond, Max: 30 * time.Second},
 			Heartbeat:      10 * time.Second,
+			QueueType:      "classic",
+			DeliveryLimit:  20,
 		},
 		HTTP: HTTP{Listen: "127.0.0.1:9090"},
 		Breakers: map[string]breaker.Settings{
@@ -79,22 +87,23 @@ func contractDefault() *Config {
 				Name: "echo", URL: "http://127.0.0.1:8081/", Method: "POST", Timeout: 10 * time.Second,
 				Headers: map[string]string{}, Breaker: "external_api", Bulkhead: "api_agent", Backoff: "external_api",
 				MaxRequestBytes: 1 << 20, MaxResponseBytes: 4 << 20, Concurrency: 20,
+				RetryBudget: contractBudget,
 			},
 		},
 		Work: []Work{{
 			Queue: "vsm.tasks.echo", Target: "echo",
 			Redelivery: []time.Duration{5 * time.Second, 30 * time.Second, 2 * time.Minute},
-			Prefetch:   64,
+			Prefetch:   64, QueueType: "classic", DeliveryLimit: 20,
 		}},
 		Outbound: []Outbound{{
 			Queue: "vsm.outbound", URL: "", Breaker: "amqp", Bulkhead: "worker_agent",
-			Exchanges: []string{"vsm.events"}, Prefetch: 64,
+			Exchanges: []string{"vsm.events"}, Prefetch: 64, QueueType: "classic", DeliveryLimit: 20,
 		}},
-		Algedonic: Algedonic{
+		Algedonic: algedonic.Config{
 			PainExchange: "vsm.algedonic.pain", PleasureExchange: "vsm.algedonic.pleasure",
 			Coalesce: 10 * time.Second, Buffer: 1000,
 		},
-		Health: Health{Exchange: "vsm.health", Interval: 15 * time.Second, DegradedUtilization: 0.8},
+		Health: health.Config{Exchange: "vsm.health", Interval: 15 * time.Second, DegradedUtilization: 0.8},
 	}
 }
 
@@ -135,8 +144,8 @@ func TestDefaultSpotValues(t *testing.T) {
 		{"work queue", c.Work[0].Queue, "vsm.tasks.echo"},
 		{"redelivery", c.Work[0].Redelivery, []time.Duration{5 * time.Second, 30 * time.Second, 2 * time.Minute}},
 		{"outbound exchanges", c.Outbound[0].Exchanges, []string{"vsm.events"}},
-		{"algedonic", c.Algedonic, Algedonic{"vsm.algedonic.pain", "vsm.algedonic.pleasure", 10 * time.Second, 1000}},
-		{"health", c.Health, Health{"vsm.health", 15 * time.Second, 0.8}},
+		{"algedonic", c.Algedonic, algedonic.Config{PainExchange: "vsm.algedonic.pain", PleasureExchange: "vsm.algedonic.pleasure", Coalesce: 10 * time.Second, Buffer: 1000}},
+		{"health", c.Health, health.Config{Exchange: "vsm.health", Interval: 15 * time.Second, DegradedUtilization: 0.8}},
 	}
 	for _, ck := range checks {
 		if !reflect.DeepEqual(ck.got, ck.want) {
@@ -281,15 +290,16 @@ func TestUserFileCombination(t *testing.T) {
 			func(c *Config) any { return c.Targets["api"] }, Target{
 				Name: "api", URL: "https://api.example.com/v1", Method: "POST", Timeout: 10 * time.Second,
 				Headers: map[string]string{}, Breaker: "mine", Bulkhead: "pool", Backoff: "mine",
-				MaxRequestBytes: 1 << 20, MaxResponseBytes: 4 << 20, Concurrency: 5,
+				MaxRequestBytes: 1 << 20, MaxResponseBytes: 4 << 20, Concurrency: 5, RetryBudget: contractBudget,
 			}},
 		{"a user work entry gets the entry defaults", userBase + "breakers: {mine: {}}\nbackoff: {mine: {}}\n",
-			func(c *Config) any { return c.Work }, []Work{{Queue: "tasks.api", Target: "api", Redelivery: []time.Duration{}, Prefetch: 64}}},
+			func(c *Config) any { return c.Work },
+			[]Work{{Queue: "tasks.api", Target: "api", Redelivery: []time.Duration{}, Prefetch: 64, QueueType: "classic", DeliveryLimit: 20}}},
 		{"an empty outbound list is no outbound queue", userBase + "breakers: {mine: {}}\nbackoff: {mine: {}}\n",
 			func(c *Config) any { return c.Outbound }, []Outbound{}},
 		{"plain sections merge key by key", "amqp: {prefetch: 8}\nhealth: {interval: 1m}",
 			func(c *Config) any { return [3]any{c.AMQP.Prefetch, c.AMQP.URL, c.Health} },
-			[3]any{8, "amqp://guest:guest@127.0.0.1:5672/", Health{"vsm.health", time.Minute, 0.8}}},
+			[3]any{8, "amqp://guest:guest@127.0.0.1:5672/", health.Config{Exchange: "vsm.health", Interval: time.Minute, DegradedUtilization: 0.8}}},
 		{"explicit prefetch and concurrency are kept", "amqp: {prefetch: 8}\nwork: [{queue: a, target: echo, prefetch: 2}]\ntargets: {echo: {url: 'http://h/', breaker: amqp, bulkhead: api_agent, backoff: llm_api, concurrency: 3}}",
 			func(c *Config) any {
 				return [3]int{c.Work[0].Prefetch, c.Outbound[0].Prefetch, c.Targets["echo"].Concurrency}
@@ -574,17 +584,29 @@ func TestSchemaKinds(t *testing.T) {
 	var visit func(t reflect.Type, n *node, path string)
 	visit = func(rt reflect.Type, n *node, path string) {
 		switch rt {
-		case reflect.TypeFor[duration]():
+		case reflect.TypeFor[time.Duration]():
 			if n.kind != kindDuration {
 				t.Errorf("%s: kind %d, want duration", path, n.kind)
+			}
+			return
+		case reflect.TypeFor[backoff.Jitter]():
+			if n.kind != kindJitter {
+				t.Errorf("%s: kind %d, want jitter", path, n.kind)
 			}
 			return
 		}
 		switch rt.Kind() {
 		case reflect.Struct:
-			for i := range rt.NumField() {
-				sf := rt.Field(i)
+			i := 0
+			for sf := range rt.Fields() {
+				if keyOf(sf) == "" {
+					continue
+				}
+				if n.fields[i].key != keyOf(sf) {
+					t.Errorf("%s: field %s has key %q, want %q", path, sf.Name, n.fields[i].key, keyOf(sf))
+				}
 				visit(sf.Type, n.fields[i].node, join(path, n.fields[i].key))
+				i++
 			}
 		case reflect.Map, reflect.Slice:
 			if n.elem != nil {
@@ -596,7 +618,27 @@ func TestSchemaKinds(t *testing.T) {
 			}
 		}
 	}
-	visit(reflect.TypeFor[fileConfig](), schema(), "")
+	visit(reflect.TypeFor[Config](), schema(), "")
+}
+
+func TestKeyNames(t *testing.T) {
+	tests := []struct{ name, want string }{
+		{"URL", "url"}, {"CAFile", "ca_file"}, {"InsecureSkipVerify", "insecure_skip_verify"},
+		{"MinPerSecond", "min_per_second"}, {"AMQP", "amqp"}, {"HTTP", "http"}, {"MaxRequestBytes", "max_request_bytes"},
+		{"HalfOpenTimeout", "half_open_timeout"}, {"Share", "share"}, {"TLS", "tls"}, {"Retry2Budget", "retry2_budget"},
+	}
+	for _, tt := range tests {
+		if got := snake(tt.name); got != tt.want {
+			t.Errorf("snake(%q) = %q, want %q", tt.name, got, tt.want)
+		}
+	}
+	for _, f := range []reflect.StructField{
+		reflect.TypeFor[Target]().Field(0), reflect.TypeFor[algedonic.Config]().Field(4), reflect.TypeFor[health.Config]().Field(0),
+	} {
+		if got := keyOf(f); got != "" {
+			t.Errorf("%s: key %q, want none (it is filled in, not read)", f.Name, got)
+		}
+	}
 }
 
 func BenchmarkLoadBytes(b *testing.B) {
@@ -612,8 +654,8 @@ func BenchmarkLoadBytes(b *testing.B) {
 	}
 }
 
-// The decoder is the second line behind check: it must refuse on its own
-// what check refuses, keyed the same way.
+// The decoder is strict on its own: whatever shape a value arrives in, a
+// value of the wrong kind is refused, keyed by its path.
 func TestDecodeIsStrict(t *testing.T) {
 	tests := []struct {
 		tree map[string]any
@@ -623,22 +665,27 @@ func TestDecodeIsStrict(t *testing.T) {
 		{map[string]any{"shutdown_timeout": "30"}, `shutdown_timeout: a duration needs a unit, like "30s"; got 30`},
 		{map[string]any{"breakers": map[string]any{"x": map[string]any{"timeout": 2.5}}}, `breakers.x.timeout: a duration needs a unit, like "30s"; got 2.5`},
 		{map[string]any{"work": []any{map[string]any{"redelivery": []any{"1s", 5}}}}, `work[0].redelivery[1]: a duration needs a unit, like "30s"; got 5`},
-		{map[string]any{"work": []any{map[string]any{"prefetch": "3"}}}, `work[0].prefetch: expected type 'int', got unconvertible type 'string'`},
-		{map[string]any{"amqp": map[string]any{"bogus": 1}}, `amqp: has invalid keys: bogus`},
+		{map[string]any{"work": []any{map[string]any{"prefetch": "3"}}}, `work[0].prefetch: must be a whole number, got "3"`},
+		{map[string]any{"amqp": map[string]any{"bogus": 1}}, `amqp.bogus: unknown key`},
+		{map[string]any{"algedonic": map[string]any{"instance": "x"}}, `algedonic.instance: unknown key`},
+		{map[string]any{"targets": map[string]any{"a": map[string]any{"name": "x"}}}, `targets.a.name: unknown key`},
+		{map[string]any{"backoff": map[string]any{"x": map[string]any{"jitter": 1}}}, `backoff.x.jitter: must be a jitter name (full, equal, decorrelated or none), got 1`},
+		{map[string]any{"breakers": map[string]any{"x": map[string]any{"share": "yes"}}}, `breakers.x.share: must be true or false, got "yes"`},
 	}
 	for _, tt := range tests {
-		var f fileConfig
-		err := decode(tt.tree, &f)
-		var got []string
-		for _, e := range decodeProblems(err) {
-			got = append(got, e.Error())
-		}
-		if len(got) != 1 || got[0] != tt.want {
+		var p problems
+		decode(tt.tree, schema(), "", &p)
+		if got := fielderr.Lines(p.Err()); len(got) != 1 || got[0] != tt.want {
 			t.Errorf("decode(%v) = %q, want %q", tt.tree, got, tt.want)
 		}
 	}
-	var f fileConfig
-	if err := decode(map[string]any{"shutdown_timeout": "1m30s"}, &f); err != nil || time.Duration(f.ShutdownTimeout) != 90*time.Second {
-		t.Errorf("decode of 1m30s: %v, %v", err, time.Duration(f.ShutdownTimeout))
+	var p problems
+	tree, _ := decode(map[string]any{"shutdown_timeout": "1m30s", "backoff": map[string]any{"x": map[string]any{"jitter": "none"}}}, schema(), "", &p)
+	var c Config
+	if err := assign(tree.(map[string]any), &c); err != nil || p.Err() != nil {
+		t.Fatalf("assign: %v, %v", err, p.Err())
+	}
+	if c.ShutdownTimeout != 90*time.Second || c.Backoff["x"].Jitter != backoff.None {
+		t.Errorf("decoded %v and %v", c.ShutdownTimeout, c.Backoff["x"].Jitter)
 	}
 }

@@ -28,7 +28,8 @@ func TestRedactURL(t *testing.T) {
 
 const secretFile = `
 instance: edge-1
-amqp: {url: "amqps://relay:s3cret@broker:5671/prod", tls: {server_name: broker.internal}}
+amqp: {url: "amqps://relay:s3cret@broker:5671/prod", tls: {server_name: broker.internal}, queue_type: quorum}
+http: {admin_token: adm1n-t0ken}
 bulkheads:
   pool: {size: 4, overflow: 1, timeout: 2s, rate_limit: 2.5, max_waiting: -1, hold_warning: 1m}
   out: {size: 1}
@@ -59,7 +60,7 @@ func TestRedacted(t *testing.T) {
 				t.Fatal(err)
 			}
 			text := string(out)
-			for _, secret := range []string{"s3cret", "p4ss", "f3d", "${TOKEN}", "t0psecret", "guest:guest"} {
+			for _, secret := range []string{"s3cret", "p4ss", "f3d", "${TOKEN}", "t0psecret", "guest:guest", "adm1n-t0ken"} {
 				if strings.Contains(text, secret) {
 					t.Errorf("redacted output shows %q:\n%s", secret, text)
 				}
@@ -68,6 +69,7 @@ func TestRedacted(t *testing.T) {
 			back := mustLoad(t, text, nil)
 			// Put the secrets back, then nothing may differ.
 			back.AMQP.URL = c.AMQP.URL
+			back.HTTP.AdminToken = c.HTTP.AdminToken
 			for name, tg := range back.Targets {
 				tg.URL = c.Targets[name].URL
 				tg.Headers = c.Targets[name].Headers
@@ -103,6 +105,8 @@ func TestRedactedShape(t *testing.T) {
 		"slow_call_duration: 2s\n",
 		"instance: edge-1\n",
 		"server_name: broker.internal\n",
+		"admin_token: '***'\n",
+		"queue_type: quorum\n",
 	} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("redacted output lacks %q:\n%s", want, out)
@@ -110,6 +114,10 @@ func TestRedactedShape(t *testing.T) {
 	}
 	if strings.Contains(string(out), "defaults:") {
 		t.Errorf("redacted output has a defaults entry:\n%s", out)
+	}
+	// The bulkhead extensions left zero are left out, as in configs/relay.yaml.
+	if strings.Count(string(out), "max_waiting:") != 1 || strings.Count(string(out), "hold_warning:") != 1 || strings.Count(string(out), "rate_limit:") != 1 {
+		t.Errorf("redacted output shows zero bulkhead extensions:\n%s", out)
 	}
 	// Redacted must not change c.
 	if c.Targets["api"].Headers["x-static"] != "t0psecret" || !strings.Contains(c.AMQP.URL, "s3cret") {

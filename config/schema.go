@@ -9,7 +9,9 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 
+	"github.com/vsm-relay/relay/backoff"
 	"github.com/vsm-relay/relay/internal/fielderr"
 )
 
@@ -22,6 +24,7 @@ const (
 	kindFloat
 	kindBool
 	kindDuration
+	kindJitter
 	kindStringList
 	kindDurationList
 	kindStruct    // a fixed set of keys
@@ -30,7 +33,7 @@ const (
 	kindList      // a list of structs
 )
 
-// node is the schema of one key, read from the file* types.
+// node is the schema of one key, read from the types of Config.
 type node struct {
 	kind   kind
 	fields []field // kindStruct
@@ -51,19 +54,25 @@ func (n *node) field(key string) *node {
 	return nil
 }
 
+// tagName is the struct tag that renames a field's key, or with "-"
+// makes the field no key at all.
+const tagName = "config"
+
 // schema returns the file's schema. It is built from the types on every
 // load, which costs microseconds and keeps the package free of globals.
-func schema() *node { return schemaOf(reflect.TypeFor[fileConfig]()) }
+func schema() *node { return schemaOf(reflect.TypeFor[Config]()) }
 
 func schemaOf(t reflect.Type) *node {
-	switch {
-	case t == reflect.TypeFor[duration]():
+	switch t {
+	case reflect.TypeFor[time.Duration]():
 		return &node{kind: kindDuration}
-	case t == reflect.TypeFor[[]duration]():
+	case reflect.TypeFor[backoff.Jitter]():
+		return &node{kind: kindJitter}
+	case reflect.TypeFor[[]time.Duration]():
 		return &node{kind: kindDurationList}
-	case t == reflect.TypeFor[[]string]():
+	case reflect.TypeFor[[]string]():
 		return &node{kind: kindStringList}
-	case t == reflect.TypeFor[map[string]string]():
+	case reflect.TypeFor[map[string]string]():
 		return &node{kind: kindStringMap}
 	}
 	switch t.Kind() {
@@ -82,55 +91,79 @@ func schemaOf(t reflect.Type) *node {
 	case reflect.Struct:
 		n := &node{kind: kindStruct}
 		for i := range t.NumField() {
-			sf := t.Field(i)
-			n.fields = append(n.fields, field{key: sf.Tag.Get("mapstructure"), node: schemaOf(sf.Type)})
+			if key := keyOf(t.Field(i)); key != "" {
+				n.fields = append(n.fields, field{key: key, node: schemaOf(t.Field(i).Type)})
+			}
 		}
 		return n
 	}
-	// Unreachable while the file* types hold only the kinds above; a new
-	// field of another type fails the package's tests here.
+	// Unreachable while Config holds only the kinds above; a new field of
+	// another type fails the package's tests here.
 	return &node{kind: kindString}
 }
 
-// problems collects what is wrong, remembering the keys already accounted
-// for: a value rejected before decoding (the default that stands in for it
-// must not draw a second, confusing complaint from Validate), and a value a
-// named breaker or backoff policy inherits from `defaults` (a problem with
-// it is reported once, under defaults).
+// keyOf is the key of a struct field in the file: its `config` tag, else
+// its name in snake case (CAFile is ca_file, MinPerSecond min_per_second);
+// "" for an unexported field or one tagged "-".
+func keyOf(f reflect.StructField) string {
+	if !f.IsExported() {
+		return ""
+	}
+	switch tag := f.Tag.Get(tagName); tag {
+	case "-":
+		return ""
+	case "":
+		return snake(f.Name)
+	default:
+		return tag
+	}
+}
+
+// snake writes a Go name in snake case. An upper-case letter starts a word
+// after a lower-case letter or digit, and ends a run of capitals when a
+// lower-case letter follows it: URL is url, CAFile ca_file.
+func snake(name string) string {
+	var b strings.Builder
+	r := []rune(name)
+	for i, c := range r {
+		if unicode.IsUpper(c) && i > 0 {
+			prev := r[i-1]
+			next := i+1 < len(r) && unicode.IsLower(r[i+1])
+			if unicode.IsLower(prev) || unicode.IsDigit(prev) || unicode.IsUpper(prev) && next {
+				b.WriteByte('_')
+			}
+		}
+		b.WriteRune(unicode.ToLower(c))
+	}
+	return b.String()
+}
+
+// problems collects what is wrong, and the keys whose value was refused.
+// A refused value is left out, so the value of the layer below stands in
+// and every other problem can still be found in the same run; what Validate
+// says about a key at or under a refused one is then not news, and is
+// dropped (see Source.Load).
 type problems struct {
 	fielderr.List
-	done []string
+	refused []string
 }
 
+// reject records a problem with key and refuses its value.
 func (p *problems) reject(key, format string, args ...any) {
 	p.Addf(key, format, args...)
-	p.cover(key)
+	p.refuse(key)
 }
 
-// cover marks key, and everything under it, as accounted for.
-func (p *problems) cover(key string) { p.done = append(p.done, key) }
+func (p *problems) refuse(key string) { p.refused = append(p.refused, key) }
 
-// covered reports whether key is at or under a covered key.
-func (p *problems) covered(key string) bool {
-	for _, r := range p.done {
+// wasRefused reports whether key is at or under a refused key.
+func (p *problems) wasRefused(key string) bool {
+	for _, r := range p.refused {
 		if key == r || strings.HasPrefix(key, r+".") || strings.HasPrefix(key, r+"[") {
 			return true
 		}
 	}
 	return false
-}
-
-// mergeUncovered adds the problems of err that no rejection covers.
-func (p *problems) mergeUncovered(prefix string, err error) {
-	for _, e := range fielderr.Flatten(err) {
-		key := e.Key
-		if prefix != "" {
-			key = strings.TrimSuffix(prefix+"."+key, ".")
-		}
-		if !p.covered(key) {
-			p.Addf(key, "%s", e.Msg)
-		}
-	}
 }
 
 func join(path, key string) string {
@@ -140,12 +173,14 @@ func join(path, key string) string {
 	return path + "." + key
 }
 
-// check walks raw (as the YAML parser produced it) against n and returns
-// a clean copy: string-keyed maps, names and header names checked, every
-// value of the kind its key needs. What is wrong is recorded in p and left
-// out of the copy, so the default stands in and every other problem can
-// still be found in the same run. ok is false when raw itself was left out.
-func check(raw any, n *node, path string, p *problems) (clean any, ok bool) {
+// decode walks raw (as the YAML parser produced it) against n and returns
+// the same tree with every value decoded into the Go type of its field:
+// maps keyed by string, names and header names checked, durations as
+// time.Duration, jitter as backoff.Jitter, no value converted from another
+// kind. It is the one strict decode of a source: what is wrong is recorded
+// in p, keyed by path, and left out of the result, so the value of the
+// layer below stands in. ok is false when raw itself was left out.
+func decode(raw any, n *node, path string, p *problems) (clean any, ok bool) {
 	switch n.kind {
 	case kindStruct:
 		m, ok := asMap(raw, n, path, p)
@@ -159,7 +194,7 @@ func check(raw any, n *node, path string, p *problems) (clean any, ok bool) {
 				p.Addf(join(path, k), "unknown key%s", suggest(k, n))
 				continue
 			}
-			if v, ok := check(m[k], child, join(path, k), p); ok {
+			if v, ok := decode(m[k], child, join(path, k), p); ok {
 				out[k] = v
 			}
 		}
@@ -176,7 +211,7 @@ func check(raw any, n *node, path string, p *problems) (clean any, ok bool) {
 				p.reject(key, "%s", msg)
 				continue
 			}
-			if v, ok := check(m[name], n.elem, key, p); ok {
+			if v, ok := decode(m[name], n.elem, key, p); ok {
 				out[name] = v
 			}
 		}
@@ -222,11 +257,10 @@ func check(raw any, n *node, path string, p *problems) (clean any, ok bool) {
 		out := make([]any, len(items))
 		for i, item := range items {
 			key := fmt.Sprintf("%s[%d]", path, i)
-			v, ok := check(item, n.elem, key, p)
+			v, ok := decode(item, n.elem, key, p)
 			if !ok {
 				// Keep the position, so later entries keep their index.
 				v = map[string]any{}
-				p.cover(key)
 			}
 			out[i] = v
 		}
@@ -248,7 +282,7 @@ func check(raw any, n *node, path string, p *problems) (clean any, ok bool) {
 			if n.kind == kindDurationList {
 				leaf = kindDuration
 			}
-			v, msg := checkScalar(item, leaf)
+			v, msg := decodeScalar(item, leaf)
 			if msg != "" {
 				p.Addf(key, "%s", msg)
 				good = false
@@ -257,12 +291,12 @@ func check(raw any, n *node, path string, p *problems) (clean any, ok bool) {
 			out[i] = v
 		}
 		if !good {
-			p.cover(path)
+			p.refuse(path)
 			return nil, false
 		}
 		return out, true
 	default:
-		v, msg := checkScalar(raw, n.kind)
+		v, msg := decodeScalar(raw, n.kind)
 		if msg != "" {
 			p.reject(path, "%s", msg)
 			return nil, false
@@ -300,10 +334,10 @@ func asMap(raw any, n *node, path string, p *problems) (map[string]any, bool) {
 	return nil, false
 }
 
-// checkScalar returns v in the form the decoder takes, or what is wrong.
+// decodeScalar returns v as the Go type of kind k, or what is wrong.
 // Messages never echo a string the user wrote for a string key: such
 // strings include passwords and header values.
-func checkScalar(v any, k kind) (any, string) {
+func decodeScalar(v any, k kind) (any, string) {
 	if v == nil {
 		return nil, "has no value (write \"\" for an empty string)"
 	}
@@ -346,28 +380,36 @@ func checkScalar(v any, k kind) (any, string) {
 	case kindDuration:
 		switch d := v.(type) {
 		case string:
-			if _, msg := parseDuration(d); msg != "" {
-				return nil, msg
-			}
-			return d, ""
+			return parseDuration(d)
 		case int, int64, uint64, float64:
 			return nil, "a duration needs a unit, like \"30s\"; got " + show(v)
 		}
 		return nil, "must be a duration with a unit, like \"30s\", got " + describe(v)
+	case kindJitter:
+		s, ok := v.(string)
+		if !ok {
+			return nil, "must be a jitter name (full, equal, decorrelated or none), got " + show(v)
+		}
+		j, err := backoff.ParseJitter(s)
+		if err != nil {
+			return nil, err.Error()
+		}
+		return j, ""
 	}
 	return nil, "unsupported value"
 }
 
-// parseDuration reads a duration that carries a unit. Go's parser takes a
-// bare "0" too; the file does not, so that "0" and "30" read alike.
-func parseDuration(s string) (time.Duration, string) {
+// parseDuration reads a duration that carries a unit, as a time.Duration.
+// Go's parser takes a bare "0" too; the file does not, so that "0" and
+// "30" read alike.
+func parseDuration(s string) (any, string) {
 	t := strings.TrimSpace(s)
 	if _, err := strconv.ParseFloat(t, 64); err == nil {
-		return 0, "a duration needs a unit, like \"30s\"; got " + t
+		return nil, "a duration needs a unit, like \"30s\"; got " + t
 	}
 	d, err := time.ParseDuration(t)
 	if err != nil {
-		return 0, fmt.Sprintf("not a duration: %q (a number with a unit: ms, s, m or h, like \"500ms\" or \"1m30s\")", clip(s))
+		return nil, fmt.Sprintf("not a duration: %q (a number with a unit: ms, s, m or h, like \"500ms\" or \"1m30s\")", clip(s))
 	}
 	return d, ""
 }
@@ -435,23 +477,32 @@ func checkName(name string) string {
 
 // suggest offers the known key nearest to a misspelt one.
 func suggest(k string, n *node) string {
-	best, bestD := "", 3
-	lower := strings.ToLower(k)
-	for _, f := range n.fields {
-		if d := distance(lower, f.key); d < bestD {
-			best, bestD = f.key, d
+	keys := make([]string, len(n.fields))
+	for i, f := range n.fields {
+		keys[i] = f.key
+	}
+	if best := nearest(strings.ToLower(k), keys, 2); best != "" {
+		return fmt.Sprintf(" (did you mean %q?)", best)
+	}
+	return ""
+}
+
+// nearest returns the candidate closest to s, if it is at most maxD edits
+// away; the first of equals wins.
+func nearest(s string, candidates []string, maxD int) string {
+	best, bestD := "", maxD+1
+	for _, c := range candidates {
+		if d := distance(s, c); d < bestD {
+			best, bestD = c, d
 		}
 	}
-	if best == "" {
-		return ""
-	}
-	return fmt.Sprintf(" (did you mean %q?)", best)
+	return best
 }
 
 // distance is the Levenshtein distance, for short keys.
 func distance(a, b string) int {
-	if len(a) > 64 || len(b) > 64 {
-		return 64
+	if len(a) > 128 || len(b) > 128 {
+		return 128
 	}
 	prev := make([]int, len(b)+1)
 	cur := make([]int, len(b)+1)

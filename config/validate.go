@@ -27,6 +27,7 @@ const (
 	maxConcurrency   = 1 << 16                        // as many as a bulkhead can hold
 	maxBuffer        = 1_000_000                      // events kept in memory
 	maxTTL           = (1<<32 - 1) * time.Millisecond // RabbitMQ's x-message-ttl
+	maxDeliveryLimit = 1_000_000                      // deliveries of one task
 	dlqSuffix        = ".dlq"
 )
 
@@ -44,6 +45,9 @@ func (c *Config) Validate() error {
 	c.validateAMQP(&l)
 	if msg := checkListen(c.HTTP.Listen); msg != "" {
 		l.Addf("http.listen", "%s", msg)
+	}
+	if msg := checkToken(c.HTTP.AdminToken); msg != "" {
+		l.Addf("http.admin_token", "%s", msg)
 	}
 	for _, name := range slices.Sorted(maps.Keys(c.Breakers)) {
 		validateName(&l, "breakers", name)
@@ -84,7 +88,7 @@ func positive(l *fielderr.List, key string, d time.Duration) {
 
 func (c *Config) validateAMQP(l *fielderr.List) {
 	a := c.AMQP
-	if msg := checkBrokerURL(a.URL); msg != "" {
+	if msg := checkBrokerURLs(a.URL); msg != "" {
 		l.Addf("amqp.url", "%s", msg)
 	}
 	positive(l, "amqp.connect_timeout", a.ConnectTimeout)
@@ -95,6 +99,10 @@ func (c *Config) validateAMQP(l *fielderr.List) {
 		l.Addf("amqp.reconnect.max", "must not be less than initial (%s), got %s",
 			formatDuration(a.Reconnect.Initial), formatDuration(a.Reconnect.Max))
 	}
+	if msg := checkQueueType(a.QueueType); msg != "" {
+		l.Addf("amqp.queue_type", "%s", msg)
+	}
+	checkDeliveryLimit(l, "amqp.delivery_limit", a.DeliveryLimit, false)
 	if a.Heartbeat < 0 {
 		l.Addf("amqp.heartbeat", "must not be negative, got %s", formatDuration(a.Heartbeat))
 	}
@@ -121,6 +129,27 @@ func (c *Config) validateAMQP(l *fielderr.List) {
 		} else {
 			l.Addf("amqp.tls.key_file", "is needed with cert_file: give both or neither")
 		}
+	}
+}
+
+// checkQueueType checks a queue type; an entry's may be "" (amqp's).
+func checkQueueType(t string) string {
+	switch t {
+	case QueueClassic, QueueQuorum:
+		return ""
+	case "":
+		return fmt.Sprintf("is required: %s or %s", QueueClassic, QueueQuorum)
+	}
+	return fmt.Sprintf("must be %s or %s, got %q", QueueClassic, QueueQuorum, clip(t))
+}
+
+func checkDeliveryLimit(l *fielderr.List, key string, n int, zeroOK bool) {
+	low := 1
+	if zeroOK {
+		low = 0
+	}
+	if n < low || n > maxDeliveryLimit {
+		l.Addf(key, "must be from %d to %d, got %d", low, maxDeliveryLimit, n)
 	}
 }
 
@@ -165,6 +194,7 @@ func (c *Config) validateTarget(l *fielderr.List, key string, t Target) {
 	if t.Concurrency < 0 || t.Concurrency > maxConcurrency {
 		l.Addf(key+".concurrency", "must be from 0 (the bulkhead's capacity) to %d, got %d", maxConcurrency, t.Concurrency)
 	}
+	l.Merge(key+".retry_budget", t.RetryBudget.Validate())
 }
 
 // checkRef reports a missing or unknown reference, listing what exists.
@@ -220,12 +250,13 @@ func (c *Config) validateQueues(l *fielderr.List) {
 			}
 		}
 		checkPrefetch(l, key+".prefetch", w.Prefetch, true)
+		checkEntryQueue(l, key, w.QueueType, w.DeliveryLimit)
 	}
 	for i, o := range c.Outbound {
 		key := fmt.Sprintf("outbound[%d]", i)
 		declare(key+".queue", o.Queue)
 		if o.URL != "" {
-			if msg := checkBrokerURL(o.URL); msg != "" {
+			if msg := checkBrokerURLs(o.URL); msg != "" {
 				l.Addf(key+".url", "%s", msg)
 			}
 		}
@@ -240,6 +271,7 @@ func (c *Config) validateQueues(l *fielderr.List) {
 			}
 		}
 		checkPrefetch(l, key+".prefetch", o.Prefetch, true)
+		checkEntryQueue(l, key, o.QueueType, o.DeliveryLimit)
 	}
 	// The relay declares <queue>.dlq for every queue; another queue of
 	// that name would receive dead letters as work.
@@ -250,6 +282,17 @@ func (c *Config) validateQueues(l *fielderr.List) {
 			}
 		}
 	}
+}
+
+// checkEntryQueue checks a work or outbound entry's own queue type and
+// delivery limit, where "" and 0 stand for amqp's.
+func checkEntryQueue(l *fielderr.List, key, queueType string, limit int) {
+	if queueType != "" {
+		if msg := checkQueueType(queueType); msg != "" {
+			l.Addf(key+".queue_type", "%s", msg)
+		}
+	}
+	checkDeliveryLimit(l, key+".delivery_limit", limit, true)
 }
 
 func (c *Config) validateEvents(l *fielderr.List) {
@@ -276,8 +319,20 @@ func (c *Config) validateEvents(l *fielderr.List) {
 	}
 }
 
-// checkBrokerURL checks an amqp:// or amqps:// URL.
-func checkBrokerURL(s string) string { return checkURL(s, "amqp", "amqps") }
+// checkBrokerURLs checks one amqp:// or amqps:// URL, or a comma-separated
+// list of them (a cluster's nodes), naming the position of a bad one.
+func checkBrokerURLs(s string) string {
+	urls := splitURLs(s)
+	if len(urls) <= 1 {
+		return checkURL(strings.TrimSpace(s), "amqp", "amqps")
+	}
+	for i, u := range urls {
+		if msg := checkURL(u, "amqp", "amqps"); msg != "" {
+			return fmt.Sprintf("URL %d of the list %s", i+1, msg)
+		}
+	}
+	return ""
+}
 
 // checkURL checks an absolute URL with one of schemes and a host. The
 // message never quotes the URL: it may hold a password.
@@ -325,6 +380,17 @@ func checkListen(s string) string {
 	}
 	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
 		return fmt.Sprintf("has a bad port %q (0 to 65535)", clip(port))
+	}
+	return ""
+}
+
+// checkToken checks a bearer token: printable, no white space, so that it
+// fits an Authorization header. The message does not quote it.
+func checkToken(s string) string {
+	for _, r := range s {
+		if unicode.IsSpace(r) || !unicode.IsPrint(r) || r > unicode.MaxASCII {
+			return "must be printable ASCII without white space (it is sent as a bearer token)"
+		}
 	}
 	return ""
 }

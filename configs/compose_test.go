@@ -267,12 +267,17 @@ func relayConfig(t *testing.T, c composeFile) *config.Config {
 	if file == "" {
 		t.Fatalf("relay --config %s is not mounted from this repository", relay.Command[i+1])
 	}
-	data := readFile(t, file)
-	env := func(k string) (string, bool) {
-		v, ok := relay.Environment[k]
-		return v, ok
-	}
-	cfg, err := config.LoadBytes([]byte(data), env)
+	// Source, not LoadBytes: it lists the environment, so a RELAY_
+	// variable of the service that names no key fails here as it would
+	// in the container.
+	src := config.Source{Path: file, Environ: func() []string {
+		var env []string
+		for k, v := range relay.Environment {
+			env = append(env, k+"="+v)
+		}
+		return env
+	}}
+	cfg, err := src.Load()
 	if err != nil {
 		t.Fatalf("%s with the compose environment fails `relay config check`:\n%v", file, err)
 	}

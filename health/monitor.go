@@ -23,11 +23,15 @@ import (
 )
 
 // Config configures a Monitor. The zero value of each field means the
-// default noted beside it, except Instance, which is required.
+// default noted beside it, except Instance, which is required. It is also
+// the `health` section of the relay's configuration file, which decodes
+// into it key by key (exchange, interval, degraded_utilization).
 type Config struct {
 	// Instance names the relay in reports and in the routing key
-	// "health.<instance>". Required.
-	Instance string
+	// "health.<instance>". Required. It is not a key of the file's health
+	// section: the relay's configuration fills it from the top-level
+	// instance.
+	Instance string `config:"-"`
 	// Exchange receives the periodic reports. Zero: "vsm.health".
 	Exchange string
 	// Interval is the period of Run's checks and reports. Zero: 15s.

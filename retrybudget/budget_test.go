@@ -209,7 +209,8 @@ func TestSettings(t *testing.T) {
 		{name: "contract example", s: Settings{Ratio: 0.2, MinPerSecond: 10, Window: 10 * time.Second}},
 		{name: "every retry", s: Settings{Ratio: 1}},
 		{name: "negative", s: Settings{Ratio: -0.1, MinPerSecond: -1, Window: -time.Second}, keys: []string{"min_per_second", "ratio", "window"}},
-		{name: "ratio above 1", s: Settings{Ratio: 1.5}, keys: []string{"ratio"}},
+		{name: "ratio above MaxRatio", s: Settings{Ratio: MaxRatio + 1}, keys: []string{"ratio"}},
+		{name: "MaxRatio turns it off", s: Settings{Ratio: MaxRatio}},
 		{name: "NaN", s: Settings{Ratio: math.NaN(), MinPerSecond: math.NaN()}, keys: []string{"min_per_second", "ratio"}},
 		{name: "absurd reserve", s: Settings{MinPerSecond: math.Inf(1)}, keys: []string{"min_per_second"}},
 	}

@@ -19,7 +19,9 @@ func newConfigCmd() *cobra.Command {
 		Short: "Validate the configuration and print the effective one",
 		Long: `Validate the configuration (the built-in one, or FILE, with RELAY_*
 environment overrides applied) and print the effective configuration as
-YAML, with every password and secret header value shown as ***.
+YAML, with every password, secret header value and the admin token shown
+as ***. A RELAY_ variable that names no configuration key is a problem,
+with the nearest key suggested.
 
 On an invalid configuration it prints every problem, one per line, as
 "path.to.key: what is wrong", and exits 2.`,

@@ -120,6 +120,31 @@ targets:
 	}
 }
 
+func TestConfigCheckEnvironment(t *testing.T) {
+	tests := []struct {
+		name     string
+		env      []string
+		code     int
+		out, err string
+	}{
+		{"a misspelt variable is a problem", []string{"RELAY_AMQP_PREFECH=5"}, 2, "",
+			"RELAY_AMQP_PREFECH: no such configuration key; did you mean RELAY_AMQP_PREFETCH?\n"},
+		{"the admin token is a secret", []string{"RELAY_HTTP_ADMIN_TOKEN=s3cr3t-t0ken"}, 0, "admin_token: '***'\n", ""},
+		{"the tests' variables are let be", []string{"RELAY_TEST_SOMETHING=1", "RELAY_FUZZTIME=1s"}, 0, "admin_token: \"\"\n", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, out, stderr := runExe(t, tt.env, "config", "check")
+			if code != tt.code || !strings.Contains(out, tt.out) || !strings.HasPrefix(stderr, tt.err) {
+				t.Fatalf("exit %d, want %d\nstdout lacks %q:\n%s\nstderr %q, want it to start %q", code, tt.code, tt.out, out, stderr, tt.err)
+			}
+			if strings.Contains(out+stderr, "s3cr3t") {
+				t.Fatal("config check printed the admin token")
+			}
+		})
+	}
+}
+
 func TestRunRefusesBadConfigurationInOneLine(t *testing.T) {
 	path := writeFile(t, "shutdown_timeout: 5\n")
 	code, _, stderr := runExe(t, nil, "run", "--config", path)
