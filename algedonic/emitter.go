@@ -323,6 +323,10 @@ func (e *Emitter) Run(ctx context.Context) error {
 	}
 	defer e.running.Store(false)
 
+	select {
+	case <-e.reconf: // a change made before Run: the pace read next is already it
+	default:
+	}
 	ticker := time.NewTicker(e.currentTickEvery())
 	defer ticker.Stop()
 	// Since Go 1.23 a stopped timer delivers no stale value, so the one
