@@ -78,6 +78,11 @@
 // in order, once it is back. On shutdown, Flush waits until the queue is
 // empty.
 //
+// SetConfig applies a reloaded configuration from the next event on: the
+// exchanges, the coalescing window and the buffer's size (a smaller buffer
+// drops its oldest events as an overflow does). The instance is fixed at
+// NewEmitter.
+//
 // # Logs, listeners and metrics
 //
 // Every queued event is logged, at Warn for pain and Info for pleasure;

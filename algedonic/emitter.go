@@ -37,22 +37,25 @@ const (
 // Emitter raises algedonic events: it coalesces, logs, counts, buffers
 // and, in Run, publishes them. All methods are safe for concurrent use.
 type Emitter struct {
-	cfg            Config
+	instance       string // Config.Instance, fixed at NewEmitter
 	pub            Publisher
 	clock          clock.Clock
 	log            *slog.Logger
 	m              *metrics
-	coalesced      map[Kind]struct{}
-	tickEvery      time.Duration
+	kinds          []Kind // the kinds coalesced while Coalesce is above zero
 	publishTimeout time.Duration
 
 	wake      chan struct{} // a token when events were queued
+	reconf    chan struct{} // a token when SetConfig changed tickEvery
 	running   atomic.Bool
 	listeners atomic.Pointer[[]func(Event)]
 
-	mu      sync.Mutex
-	queue   ring
-	windows map[windowKey]*window
+	mu        sync.Mutex
+	cfg       Config // SetConfig replaces it
+	coalesced map[Kind]struct{}
+	tickEvery time.Duration
+	queue     ring
+	windows   map[windowKey]*window
 	// drained is closed when the queue becomes empty; a new one is made
 	// when it stops being empty.
 	drained chan struct{}
@@ -95,24 +98,32 @@ func NewEmitter(cfg Config, pub Publisher, opts ...Option) (*Emitter, error) {
 	}
 	cfg = cfg.WithDefaults()
 	e := &Emitter{
-		cfg: cfg, pub: pub, clock: o.clock, log: o.logger, m: m,
-		coalesced:      make(map[Kind]struct{}, len(o.coalesced)),
+		instance: cfg.Instance, cfg: cfg, pub: pub, clock: o.clock, log: o.logger, m: m,
+		kinds:          o.coalesced,
+		coalesced:      coalescedSet(cfg.Coalesce, o.coalesced),
 		tickEvery:      tickEvery(cfg.Coalesce),
 		publishTimeout: o.publishTimeout,
 		wake:           make(chan struct{}, 1),
+		reconf:         make(chan struct{}, 1),
 		queue:          newRing(cfg.Buffer),
 		windows:        map[windowKey]*window{},
 		drained:        make(chan struct{}),
 	}
 	close(e.drained)
-	// A zero window coalesces nothing: every event goes out as raised.
-	if cfg.Coalesce > 0 {
-		for _, k := range o.coalesced {
-			e.coalesced[k] = struct{}{}
-		}
-	}
 	e.listeners.Store(&[]func(Event){})
 	return e, nil
+}
+
+// coalescedSet is the set of kinds coalesced under a window of coalesce:
+// none when it is zero, so that every event goes out as raised.
+func coalescedSet(coalesce time.Duration, kinds []Kind) map[Kind]struct{} {
+	set := make(map[Kind]struct{}, len(kinds))
+	if coalesce > 0 {
+		for _, k := range kinds {
+			set[k] = struct{}{}
+		}
+	}
+	return set
 }
 
 // Subscribe adds a listener that is handed every event the emitter
@@ -152,6 +163,7 @@ func (e *Emitter) Emit(ev Event) {
 	out, absorbed := e.coalesce(ev, now, buf[:0])
 	var dropped [2]Event
 	nd := e.enqueueLocked(out, dropped[:0])
+	size := e.cfg.Buffer
 	e.mu.Unlock()
 
 	if absorbed {
@@ -162,13 +174,13 @@ func (e *Emitter) Emit(ev Event) {
 				slog.String("name", ev.Name), slog.String("event", ev.Event), slog.Int("count", ev.Count))
 		}
 	}
-	e.afterEnqueue(out, nd)
+	e.afterEnqueue(out, nd, size)
 }
 
 // prepare fills the defaults of ev and checks it.
 func (e *Emitter) prepare(ev *Event, now time.Time) error {
 	if ev.Instance == "" {
-		ev.Instance = e.cfg.Instance
+		ev.Instance = e.instance
 	}
 	if ev.At.IsZero() {
 		ev.At = now
@@ -210,8 +222,9 @@ func (e *Emitter) enqueueLocked(evs []Event, dropped []Event) []Event {
 }
 
 // afterEnqueue does, with no lock held, what follows queueing: wake Run,
-// count and log drops, log and hand out the queued events.
-func (e *Emitter) afterEnqueue(queued, dropped []Event) {
+// count and log drops, log and hand out the queued events. size is the
+// buffer's size when they were queued.
+func (e *Emitter) afterEnqueue(queued, dropped []Event, size int) {
 	if len(queued) == 0 {
 		return
 	}
@@ -219,18 +232,23 @@ func (e *Emitter) afterEnqueue(queued, dropped []Event) {
 	case e.wake <- struct{}{}:
 	default:
 	}
-	for _, d := range dropped {
-		e.m.dropped.Inc()
-		e.log.LogAttrs(context.Background(), slog.LevelWarn, "algedonic buffer full; dropped the oldest event",
-			slog.String("routing_key", d.RoutingKey()), slog.Int("count", d.Count),
-			slog.Time("at", d.At), slog.Int("buffer", e.cfg.Buffer))
-	}
+	e.logDropped(dropped, "algedonic buffer full; dropped the oldest event", size)
 	listeners := *e.listeners.Load()
 	for _, ev := range queued {
 		e.logEvent(ev)
 		for _, fn := range listeners {
 			e.call(fn, ev)
 		}
+	}
+}
+
+// logDropped counts and logs events dropped unpublished.
+func (e *Emitter) logDropped(dropped []Event, msg string, size int) {
+	for _, d := range dropped {
+		e.m.dropped.Inc()
+		e.log.LogAttrs(context.Background(), slog.LevelWarn, msg,
+			slog.String("routing_key", d.RoutingKey()), slog.Int("count", d.Count),
+			slog.Time("at", d.At), slog.Int("buffer", size))
 	}
 }
 
@@ -260,8 +278,9 @@ func (e *Emitter) tick(now time.Time) {
 	e.mu.Lock()
 	out := e.closeWindows(now, false)
 	dropped := e.enqueueLocked(out, nil)
+	size := e.cfg.Buffer
 	e.mu.Unlock()
-	e.afterEnqueue(out, dropped)
+	e.afterEnqueue(out, dropped, size)
 }
 
 // Pending reports how many events wait for the broker, including one
@@ -281,8 +300,9 @@ func (e *Emitter) Flush(ctx context.Context) error {
 	out := e.closeWindows(e.clock.Now(), true)
 	dropped := e.enqueueLocked(out, nil)
 	drained := e.drained
+	size := e.cfg.Buffer
 	e.mu.Unlock()
-	e.afterEnqueue(out, dropped)
+	e.afterEnqueue(out, dropped, size)
 	select {
 	case <-drained:
 		return nil
@@ -303,7 +323,11 @@ func (e *Emitter) Run(ctx context.Context) error {
 	}
 	defer e.running.Store(false)
 
-	ticker := time.NewTicker(e.tickEvery)
+	select {
+	case <-e.reconf: // a change made before Run: the pace read next is already it
+	default:
+	}
+	ticker := time.NewTicker(e.currentTickEvery())
 	defer ticker.Stop()
 	// Since Go 1.23 a stopped timer delivers no stale value, so the one
 	// timer can be re-armed for every backoff.
@@ -338,6 +362,8 @@ func (e *Emitter) Run(ctx context.Context) error {
 		case <-e.wake:
 		case <-ticker.C:
 			e.tick(e.clock.Now())
+		case <-e.reconf:
+			ticker.Reset(e.currentTickEvery())
 		case <-retryC:
 			retryC = nil
 		}
@@ -380,6 +406,10 @@ func (e *Emitter) publishNext(ctx context.Context) (bool, error) {
 		return false, nil
 	}
 	head := e.queue.front()
+	exchange := e.cfg.PainExchange
+	if head.ev.Signal == Pleasure {
+		exchange = e.cfg.PleasureExchange
+	}
 	e.mu.Unlock()
 
 	body, err := json.Marshal(head.ev)
@@ -391,10 +421,6 @@ func (e *Emitter) publishNext(ctx context.Context) (bool, error) {
 			slog.String("error", err.Error()), slog.String("routing_key", head.ev.RoutingKey()))
 		e.remove(head.seq)
 		return true, nil
-	}
-	exchange := e.cfg.PainExchange
-	if head.ev.Signal == Pleasure {
-		exchange = e.cfg.PleasureExchange
 	}
 	pctx, cancel := context.WithTimeout(ctx, e.publishTimeout)
 	err = e.pub.Publish(pctx, exchange, head.ev.RoutingKey(), body)

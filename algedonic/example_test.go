@@ -88,3 +88,34 @@ func ExampleRetryBudgetExhausted() {
 	fmt.Println(ev.RoutingKey(), ev.Signal, ev.Severity, ev.Intensity)
 	// Output: target.echo.retry_budget_exhausted pain warning 0.4
 }
+
+func ExampleEmitter_SetConfig() {
+	e, err := algedonic.NewEmitter(algedonic.Config{Coalesce: time.Minute}, printPublisher{})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	for range 3 {
+		e.Emit(algedonic.BulkheadRejected("api_agent", "pool full", 1))
+	}
+	// A reload turns coalescing off and moves pain to another exchange:
+	// the count so far is sent at once, later rejections one by one.
+	if err := e.SetConfig(algedonic.Config{PainExchange: "ops.pain"}); err != nil {
+		fmt.Println(err)
+		return
+	}
+	e.Emit(algedonic.BulkheadRejected("api_agent", "pool full", 1))
+
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- e.Run(ctx) }()
+	if err := e.Flush(ctx); err != nil {
+		fmt.Println(err)
+	}
+	cancel()
+	<-done
+	// Output:
+	// ops.pain bulkhead.api_agent.rejected count 1
+	// ops.pain bulkhead.api_agent.rejected count 2
+	// ops.pain bulkhead.api_agent.rejected count 1
+}

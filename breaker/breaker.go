@@ -30,14 +30,17 @@ type Breaker struct {
 	retryAt atomic.Int64
 
 	name     string
-	s        Settings
+	s        Settings // under mu: SetSettings replaces it
 	clk      clock.Clock
 	epoch    time.Time // time zero of every int64 time below
 	log      *slog.Logger
-	timed    bool // slow-call threshold on: permits carry a start time
-	windowed bool // a rate threshold on: closed-state outcomes are counted
+	timed    bool // under mu; slow-call threshold on: permits carry a start time
+	windowed bool // under mu; a rate threshold on: closed-state outcomes are counted
 
-	// Fixed at New, in nanoseconds.
+	// timeout is Settings.Timeout, read by Call without the lock.
+	timeout atomic.Int64
+
+	// From the settings, in nanoseconds; changed only under mu.
 	window, resetTimeout, halfOpenTimeout, slowCall int64
 
 	mu               sync.Mutex
@@ -69,6 +72,11 @@ const (
 	windowedBit = 1 << 3 // a rate threshold is on: Done counts every outcome
 	genShift    = 4
 )
+
+// sameGeneration reports whether a permit's word was granted in the
+// breaker's current generation. The feature bits are left out: SetSettings
+// may change them without starting a new generation.
+func sameGeneration(p, w uint64) bool { return (p^w)&^(timedBit|windowedBit) == 0 }
 
 // Permit is the leave to make one call, handed back to Done with the
 // call's outcome. It is a small value; copy it freely. The zero Permit was
@@ -112,6 +120,7 @@ func New(name string, s Settings, opts ...Option) (*Breaker, error) {
 		listeners:        o.listeners,
 		failureListeners: o.failures,
 	}
+	b.timeout.Store(int64(s.Timeout))
 	// Generations start at 1 so that the zero Permit is always stale.
 	b.setState(Closed, 0)
 	return b, nil
@@ -121,7 +130,12 @@ func New(name string, s Settings, opts ...Option) (*Breaker, error) {
 func (b *Breaker) Name() string { return b.name }
 
 // Settings returns the effective settings, defaults applied.
-func (b *Breaker) Settings() Settings { return b.s }
+func (b *Breaker) Settings() Settings {
+	b.mu.Lock()
+	s := b.s
+	b.mu.Unlock()
+	return s
+}
 
 // OnStateChange adds fn to the listeners told of every transition. See
 // Transition for when and how they are called. A nil fn is ignored.
@@ -218,7 +232,7 @@ func (b *Breaker) doneSlow(p Permit, o Outcome, reason error) {
 	now := b.now()
 	b.advance(now)
 	var fls []func(FailureEvent)
-	if p.word == b.word.Load() {
+	if sameGeneration(p.word, b.word.Load()) {
 		switch b.state {
 		case Closed:
 			if failed {
@@ -252,7 +266,7 @@ func (b *Breaker) Call(ctx context.Context, fn func(ctx context.Context) error) 
 	if err != nil {
 		return err
 	}
-	cctx, cancel := context.WithTimeout(ctx, b.s.Timeout)
+	cctx, cancel := context.WithTimeout(ctx, time.Duration(b.timeout.Load()))
 	reported := false
 	defer func() {
 		cancel()

@@ -63,6 +63,14 @@
 // name in Transition.Origin. Messages from before the breaker's last
 // transition (LastTransition) or older than the window are ignored.
 //
+// # Changing the settings
+//
+// SetSettings applies new settings in place, as a configuration reload
+// does: the breaker keeps its state, its counts, its generation and its
+// listeners, and permits already granted stay good. An open breaker goes
+// half_open at the time it opened plus the new reset_timeout; a half-open
+// one keeps probing under the new success_threshold.
+//
 // # Concurrency and cost
 //
 // A Breaker is safe for concurrent use. In the closed state with the rate

@@ -70,3 +70,26 @@ func ExampleBreaker_Allow() {
 	// retry at 14:01:00 after HTTP 503
 	// 200 -> closed
 }
+
+func ExampleBreaker_SetSettings() {
+	fc := clock.NewFake(time.Date(2026, 11, 29, 14, 0, 0, 0, time.UTC))
+	b, _ := breaker.New("payments", breaker.Settings{FailureThreshold: 1, ResetTimeout: time.Minute},
+		breaker.WithClock(fc))
+	p, _ := b.Allow()
+	b.Done(p, breaker.Failure, errors.New("HTTP 503"))
+	fc.Advance(20 * time.Second)
+
+	// A reload shortens reset_timeout: the breaker stays open, and now
+	// retries 30s after it opened rather than 60s.
+	if err := b.SetSettings(breaker.Settings{FailureThreshold: 1, ResetTimeout: 30 * time.Second}); err != nil {
+		fmt.Println(err)
+		return
+	}
+	s := b.Snapshot()
+	fmt.Println(s.State, s.RetryAt.Sub(s.OpenedAt))
+	fc.Advance(10 * time.Second)
+	fmt.Println(b.State())
+	// Output:
+	// open 30s
+	// half_open
+}

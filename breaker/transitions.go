@@ -42,7 +42,7 @@ func (b *Breaker) advance(now int64) {
 // recordClosed counts the outcome of a call made while closed.
 func (b *Breaker) recordClosed(now int64, p Permit, failed bool, text string) {
 	if b.windowed {
-		slow := b.timed && now-p.start > b.slowCall
+		slow := b.isSlow(now, p)
 		b.calls.add(now, failed, slow)
 	}
 	if failed {
@@ -89,7 +89,7 @@ func (b *Breaker) recordProbe(now int64, p Permit, o Outcome, failed bool, text 
 			reason += ": " + text
 		}
 		b.toOpen(now, false, reason)
-	case b.timed && now-p.start > b.slowCall:
+	case b.isSlow(now, p):
 		// A downstream that answers slowly has not recovered.
 		b.toOpen(now, false, "half-open probe took "+fmtDur(time.Duration(now-p.start))+
 			" (slower than "+fmtDur(b.s.SlowCallDuration)+")")
@@ -132,6 +132,13 @@ func (b *Breaker) toClosed(now int64, reason string) {
 	b.emit(from, now, reason)
 }
 
+// isSlow reports whether the call p was granted for, reported at now, was
+// slow. A permit granted while the slow-call threshold was off carries no
+// start time, and is never slow.
+func (b *Breaker) isSlow(now int64, p Permit) bool {
+	return b.timed && p.word&timedBit != 0 && now-p.start > b.slowCall
+}
+
 func (b *Breaker) endProbing() { b.probing, b.probes, b.successes = false, 0, 0 }
 
 func (b *Breaker) clearCounts() {
@@ -145,6 +152,12 @@ func (b *Breaker) setState(s State, now int64) {
 	b.state = s
 	b.changedAt = now
 	b.gen++
+	b.word.Store(b.wordFor(s))
+}
+
+// wordFor is the word for state s in the current generation, with the
+// feature bits of the current settings.
+func (b *Breaker) wordFor(s State) uint64 {
 	w := b.gen<<genShift | uint64(s)
 	if b.timed {
 		w |= timedBit
@@ -152,7 +165,7 @@ func (b *Breaker) setState(s State, now int64) {
 	if b.windowed {
 		w |= windowedBit
 	}
-	b.word.Store(w)
+	return w
 }
 
 // satAdd adds without wrapping past the largest time, so that an enormous

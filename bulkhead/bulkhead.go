@@ -16,26 +16,36 @@ import (
 // concurrent use by any number of goroutines; all methods may be called
 // at the same time, including Close.
 type Bulkhead struct {
-	name     string
-	settings Settings // with defaults applied
-	clock    clock.Clock
-	exact    bool      // stamp every checkout with the clock
-	base     time.Time // hold times are kept as offsets from here
-	limiter  *rate.Limiter
-	closing  chan struct{} // closed by Close, to wake callers waiting for a rate token
+	name    string
+	clock   clock.Clock
+	exact   bool          // stamp every checkout with the clock
+	base    time.Time     // hold times are kept as offsets from here
+	closing chan struct{} // closed by Close, to wake callers waiting for a rate token
 
 	// admitted counts checkouts that went through a wait or the rate
 	// limiter; they finish outside mu. Uncontended checkouts of a pool
 	// without a rate limit are counted in counts.checkouts under mu.
 	admitted atomic.Uint64
 
-	mu     sync.Mutex
-	free   []int32 // stack of free slot indices; its capacity is the pool's
-	slots  []slot
-	queue  waitQueue
-	closed bool
-	counts counters
-	recent recentWindow
+	mu       sync.Mutex
+	settings Settings // with defaults applied; SetSettings replaces it
+	limiter  *rate.Limiter
+	// capacity is Size+Overflow. Slots [0, capacity) are the pool's; slots
+	// beyond it are left over from before a shrink, and are never handed
+	// out again while beyond it. The table never shrinks, so that a slot's
+	// generation, and with it the check of a stale handle, survives any
+	// number of resizes.
+	capacity int
+	free     []int32 // stack of the free slots below capacity
+	// retired counts the busy slots at or beyond capacity. Until they are
+	// checked in, as many free slots are held back: a pool shrunk below
+	// its busy count lends nothing until busy < capacity.
+	retired int
+	slots   []slot
+	queue   waitQueue
+	closed  bool
+	counts  counters
+	recent  recentWindow
 }
 
 type slot struct {
@@ -101,6 +111,7 @@ func New(name string, s Settings, opts ...Option) (*Bulkhead, error) {
 		exact:    o.exact,
 		base:     o.clock.Now(),
 		closing:  make(chan struct{}),
+		capacity: n,
 		free:     make([]int32, n),
 		slots:    make([]slot, n),
 	}
@@ -129,7 +140,12 @@ func burst(perSecond float64) int {
 func (b *Bulkhead) Name() string { return b.name }
 
 // Settings are the bulkhead's settings with defaults applied.
-func (b *Bulkhead) Settings() Settings { return b.settings }
+func (b *Bulkhead) Settings() Settings {
+	b.mu.Lock()
+	s := b.settings
+	b.mu.Unlock()
+	return s
+}
 
 // Checkout takes a slot, waiting in FIFO order behind earlier callers when
 // every slot is busy. It fails with ErrFull at once when the wait queue is
@@ -146,18 +162,20 @@ func (b *Bulkhead) Checkout(ctx context.Context) (Handle, error) {
 		since = b.offset(b.clock.Now())
 	}
 	b.mu.Lock()
-	if n := len(b.free); n > 0 && b.queue.len == 0 && !b.closed {
+	if n := len(b.free); n > b.retired && b.queue.len == 0 && !b.closed {
 		i := b.free[n-1]
 		b.free = b.free[:n-1]
 		h := b.take(i, since)
-		if b.limiter == nil {
+		lim := b.limiter
+		if lim == nil {
 			b.counts.checkouts++
 			b.countLocked(false)
 			b.mu.Unlock()
 			return h, nil
 		}
+		timeout := b.settings.Timeout
 		b.mu.Unlock()
-		return b.admit(ctx, h, time.Time{})
+		return b.admit(ctx, lim, h, time.Time{}, timeout)
 	}
 	return b.wait(ctx) // unlocks b.mu
 }
@@ -220,21 +238,37 @@ func (b *Bulkhead) take(i int32, since int64) Handle {
 	return Handle{b: b, slot: i, gen: s.gen}
 }
 
-// releaseLocked checks slot i in and hands it straight to the longest
-// waiter, if any, so that nobody arriving later can take it first. b.mu
-// must be held.
+// releaseLocked checks slot i in and hands a slot straight to the longest
+// waiter, if any may have one, so that nobody arriving later can take it
+// first. b.mu must be held.
 func (b *Bulkhead) releaseLocked(i int32) {
 	b.slots[i].gen++
-	if w := b.queue.pop(); w != nil {
+	if int(i) < b.capacity {
+		b.free = append(b.free, i)
+	} else {
+		b.retired--
+	}
+	if b.queue.len > 0 {
+		b.handOutLocked()
+	}
+}
+
+// handOutLocked gives free slots to the longest waiters for as long as
+// the pool may lend them. b.mu must be held.
+func (b *Bulkhead) handOutLocked() {
+	for b.queue.len > 0 && len(b.free) > b.retired {
+		n := len(b.free)
+		i := b.free[n-1]
+		b.free = b.free[:n-1]
 		since := unseen
 		if b.exact {
 			since = b.offset(b.clock.Now())
 		}
+		w := b.queue.pop()
 		w.h = b.take(i, since)
+		w.lim = b.limiter
 		close(w.ready)
-		return
 	}
-	b.free = append(b.free, i)
 }
 
 // giveUp checks in a handle its caller never received (the wait ended as

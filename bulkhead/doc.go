@@ -50,6 +50,16 @@
 // checkout no clock read: the window counts attempts, and is stamped with
 // the clock once every 32 of them.
 //
+// # Changing the settings
+//
+// SetSettings resizes a pool in place, as a configuration reload does.
+// Growing lends the new slots at once, to the longest waiters first.
+// Shrinking takes nothing back: callers holding slots finish and check
+// them in as usual, and new checkouts wait, under the usual queue limits,
+// until fewer slots are busy than the new capacity. Timeout and
+// MaxWaiting apply to callers that come after the change, the rate limit
+// to the next checkout admitted.
+//
 // # Concurrency
 //
 // A *Bulkhead is safe for concurrent use. The package starts no

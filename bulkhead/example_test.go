@@ -65,3 +65,33 @@ func ExampleReason() {
 	// "rate_limited"
 	// ""
 }
+
+func ExampleBulkhead_SetSettings() {
+	pool, _ := bulkhead.New("api_agent", bulkhead.Settings{Size: 3, MaxWaiting: -1})
+	ctx := context.Background()
+	var held []bulkhead.Handle
+	for range 3 {
+		h, _ := pool.Checkout(ctx)
+		held = append(held, h)
+	}
+	// A reload shrinks the pool below its busy count: the three callers
+	// finish, and nothing more is lent until fewer than one slot is busy.
+	if err := pool.SetSettings(bulkhead.Settings{Size: 1, MaxWaiting: -1}); err != nil {
+		fmt.Println(err)
+		return
+	}
+	st := pool.Stats()
+	fmt.Printf("busy %d of %d\n", st.Busy, st.Capacity)
+	for _, h := range held[:2] {
+		_ = pool.Checkin(h)
+	}
+	_, err := pool.Checkout(ctx)
+	fmt.Println("one still busy:", bulkhead.Reason(err))
+	_ = pool.Checkin(held[2])
+	h, err := pool.Checkout(ctx)
+	fmt.Println("all checked in:", err, "slot", h.Slot())
+	// Output:
+	// busy 3 of 1
+	// one still busy: full
+	// all checked in: <nil> slot 0
+}

@@ -14,5 +14,9 @@ type Handle struct {
 
 // Slot is the index of the slot, in [0, Size+Overflow). Two handles held
 // at the same time never share a slot, so it can index per-slot resources
-// (a connection, a buffer) kept beside the bulkhead.
+// (a connection, a buffer) kept beside the bulkhead. A handle taken before
+// SetSettings shrank the pool may hold a slot at or beyond the new
+// Size+Overflow; such a slot is not lent again until the pool grows past
+// it, so per-slot resources sized to the largest capacity ever set stay
+// valid.
 func (h Handle) Slot() int { return int(h.slot) }

@@ -13,7 +13,9 @@ import (
 type Stats struct {
 	Name string
 	// Available slots can be checked out at once; Busy are checked out;
-	// Available+Busy == Capacity == Size+Overflow.
+	// Capacity is Size+Overflow. Available+Busy == Capacity, except after
+	// SetSettings shrank the pool below its busy count: then Busy exceeds
+	// Capacity, and Available is 0, until enough slots are checked in.
 	Available, Busy, Waiting, Capacity int
 	// Overflowing is how many overflow slots are in use: Busy beyond Size.
 	Overflowing int
@@ -49,8 +51,9 @@ func (b *Bulkhead) Stats() Stats {
 	b.mu.Lock()
 	st := Stats{
 		Name:                b.name,
-		Capacity:            len(b.slots),
-		Available:           len(b.free),
+		Capacity:            b.capacity,
+		Available:           max(0, len(b.free)-b.retired),
+		Busy:                b.capacity - len(b.free) + b.retired,
 		Waiting:             b.queue.len,
 		Checkouts:           b.counts.checkouts,
 		RejectedFull:        b.counts.rejectedFull,
@@ -69,10 +72,9 @@ func (b *Bulkhead) Stats() Stats {
 		}
 		st.OldestHeld = max(st.OldestHeld, held)
 	}
+	st.Overflowing = max(0, st.Busy-b.settings.Size)
 	b.mu.Unlock()
 	st.Checkouts += b.admitted.Load()
-	st.Busy = st.Capacity - st.Available
-	st.Overflowing = max(0, st.Busy-b.settings.Size)
 	return st
 }
 

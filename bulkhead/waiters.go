@@ -3,6 +3,8 @@ package bulkhead
 import (
 	"context"
 	"time"
+
+	"golang.org/x/time/rate"
 )
 
 // waiter is one caller queued for a slot. It is allocated only when a
@@ -13,6 +15,7 @@ type waiter struct {
 	// that hands this waiter a slot, or by Close.
 	ready chan struct{}
 	h     Handle
+	lim   *rate.Limiter // the pool's rate limiter when h was handed out
 	err   error
 }
 
@@ -81,13 +84,12 @@ func (b *Bulkhead) wait(ctx context.Context) (Handle, error) {
 	}
 	w := &waiter{ready: make(chan struct{})}
 	b.queue.push(w)
+	// A caller waits as long as the pool's timeout was when it came.
+	timeout := b.settings.Timeout
 	b.mu.Unlock()
 
-	var deadline time.Time
-	if b.limiter != nil {
-		deadline = time.Now().Add(b.settings.Timeout)
-	}
-	timer := time.NewTimer(b.settings.Timeout)
+	deadline := time.Now().Add(timeout)
+	timer := time.NewTimer(timeout)
 	defer timer.Stop()
 	var cause error
 	select {
@@ -95,8 +97,8 @@ func (b *Bulkhead) wait(ctx context.Context) (Handle, error) {
 		if w.err != nil {
 			return Handle{}, w.err
 		}
-		if b.limiter != nil {
-			return b.admit(ctx, w.h, deadline)
+		if w.lim != nil {
+			return b.admit(ctx, w.lim, w.h, deadline, timeout)
 		}
 		b.admitted.Add(1)
 		return w.h, nil

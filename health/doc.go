@@ -38,6 +38,15 @@
 // severity. Evaluations that run at the same moment may hand their events
 // to emit in either order.
 //
+// Monitor.Peek evaluates like a read of /health but changes nothing at
+// all: no event, no log, no gauge, no baseline. It is for a page that
+// shows the health live.
+//
+// Monitor.SetConfig applies a reloaded configuration: the exchange from
+// the next report, degraded_utilization from the next evaluation, and a
+// new interval by resetting Run's ticker. The instance is fixed at
+// NewMonitor.
+//
 // # Reports
 //
 // GET /health answers the Report as JSON, 200 when healthy or degraded and

@@ -47,3 +47,23 @@ func ExampleMonitor_Handler() {
 	// event: health.overall.unhealthy critical
 	// 503
 }
+
+func ExampleMonitor_Peek() {
+	m, err := health.NewMonitor(health.Config{Instance: "relay-7f3a"}, health.Sources{
+		Breakers: func() []breaker.Snapshot {
+			return []breaker.Snapshot{{Name: "llm_api", State: breaker.Open}}
+		},
+		AMQP: func() health.AMQPStatus { return health.AMQPStatus{Connected: true} },
+	}, func(ev algedonic.Event) { fmt.Println("event:", ev.RoutingKey()) }, nil)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	// Peek raises nothing; the Check that follows finds the change.
+	r := m.Peek()
+	fmt.Println(r.Overall, r.Reasons)
+	m.Check()
+	// Output:
+	// degraded [breaker llm_api is open]
+	// event: health.overall.degraded
+}

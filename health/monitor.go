@@ -117,19 +117,21 @@ func WithRegisterer(r prometheus.Registerer) Option { return func(o *options) { 
 // overall status changes, serves /health and publishes reports. It is
 // safe for concurrent use.
 type Monitor struct {
-	cfg   Config
-	src   Sources
-	emit  func(algedonic.Event)
-	pub   algedonic.Publisher
-	clock clock.Clock
-	log   *slog.Logger
-	key   string
+	instance string // Config.Instance, fixed at NewMonitor
+	src      Sources
+	emit     func(algedonic.Event)
+	pub      algedonic.Publisher
+	clock    clock.Clock
+	log      *slog.Logger
+	key      string
 
 	status   prometheus.Gauge
 	failures prometheus.Counter
 	running  atomic.Bool
+	reconf   chan struct{} // a token when SetConfig changed the interval
 
-	mu sync.Mutex
+	mu  sync.Mutex
+	cfg Config // SetConfig replaces it
 	// overall is the status of the latest evaluation; healthy before the
 	// first, so that a relay starting in trouble reports it.
 	overall Status
@@ -157,8 +159,9 @@ func NewMonitor(cfg Config, src Sources, emit func(algedonic.Event), pub algedon
 		o.logger = slog.New(slog.DiscardHandler)
 	}
 	m := &Monitor{
-		cfg: cfg.WithDefaults(), src: src, emit: emit, pub: pub, clock: o.clock, log: o.logger,
-		key: "health." + algedonic.RoutingWord(cfg.Instance),
+		instance: cfg.Instance, cfg: cfg.WithDefaults(), src: src, emit: emit, pub: pub, clock: o.clock, log: o.logger,
+		reconf: make(chan struct{}, 1),
+		key:    "health." + algedonic.RoutingWord(cfg.Instance),
 		status: prometheus.NewGauge(prometheus.GaugeOpts{
 			Namespace: "relay", Subsystem: "health", Name: "status",
 			Help: "Overall health: 0 healthy, 1 degraded, 2 unhealthy.",
@@ -188,6 +191,20 @@ func (m *Monitor) RoutingKey() string { return m.key }
 // unhealthy) or pleasure (healthy again) through emit, once per change.
 func (m *Monitor) Check() Report { return m.check(true) }
 
+// Peek evaluates the health now, as Check does, but changes nothing: the
+// baseline of pool rejections stays where the last Check left it, and a
+// status change it finds is neither raised, logged, nor recorded in the
+// latest status or the status gauge. It is for pages that show the health
+// live and must not disturb what Run and /health report.
+func (m *Monitor) Peek() Report {
+	r := m.observe(m.clock.Now())
+	m.mu.Lock()
+	status, reasons, _ := m.judgeLocked(&r, false)
+	m.mu.Unlock()
+	r.Overall, r.Reasons = status, reasons
+	return r
+}
+
 // check evaluates; advance says whether it moves the rejection baseline.
 // Reads of /health do not, so that a client polling them cannot hide a
 // pool's rejections from the periodic check.
@@ -196,6 +213,22 @@ func (m *Monitor) check(advance bool) Report {
 	r := m.observe(now)
 
 	m.mu.Lock()
+	status, reasons, share := m.judgeLocked(&r, advance)
+	prev := m.overall
+	m.overall = status
+	m.mu.Unlock()
+
+	r.Overall, r.Reasons = status, reasons
+	m.status.Set(float64(status.Level()))
+	if status != prev {
+		m.changed(prev, status, reasons, share)
+	}
+	return r
+}
+
+// judgeLocked applies the rules to r, counting pool rejections from the
+// baseline, which advance moves to r's counts. m.mu must be held.
+func (m *Monitor) judgeLocked(r *Report, advance bool) (Status, []string, float64) {
 	fresh := make(map[string]uint64, len(r.Bulkheads))
 	for name, b := range r.Bulkheads {
 		// A counter below the baseline was reset (a pool made anew):
@@ -209,20 +242,10 @@ func (m *Monitor) check(advance bool) Report {
 			m.rejected[name] = b.Rejected
 		}
 	}
-	status, reasons, share := evaluate(Inputs{
+	return evaluate(Inputs{
 		AMQP: r.AMQP, Breakers: r.CircuitBreakers, Bulkheads: r.Bulkheads, NewRejections: fresh,
 		TargetBreakers: m.src.TargetBreakers, DegradedUtilization: m.cfg.DegradedUtilization,
 	})
-	prev := m.overall
-	m.overall = status
-	m.mu.Unlock()
-
-	r.Overall, r.Reasons = status, reasons
-	m.status.Set(float64(status.Level()))
-	if status != prev {
-		m.changed(prev, status, reasons, share)
-	}
-	return r
 }
 
 func (m *Monitor) changed(from, to Status, reasons []string, share float64) {
@@ -241,7 +264,7 @@ func (m *Monitor) changed(from, to Status, reasons []string, share float64) {
 // observe reads the sources into a report without a status.
 func (m *Monitor) observe(now time.Time) Report {
 	r := Report{
-		Instance:        m.cfg.Instance,
+		Instance:        m.instance,
 		At:              now,
 		AMQP:            m.src.AMQP(),
 		CircuitBreakers: map[string]BreakerStatus{},
@@ -284,7 +307,11 @@ func (m *Monitor) Run(ctx context.Context) error {
 		return ErrAlreadyRunning
 	}
 	defer m.running.Store(false)
-	ticker := time.NewTicker(m.cfg.Interval)
+	select {
+	case <-m.reconf: // a change made before Run: the interval read next is already it
+	default:
+	}
+	ticker := time.NewTicker(m.config().Interval)
 	defer ticker.Stop()
 	failing := false
 	for {
@@ -292,10 +319,15 @@ func (m *Monitor) Run(ctx context.Context) error {
 		if m.pub != nil {
 			failing = m.publish(ctx, r, failing)
 		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-ticker.C:
+		for due := false; !due; {
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-m.reconf:
+				ticker.Reset(m.config().Interval)
+			case <-ticker.C:
+				due = true
+			}
 		}
 	}
 }
@@ -303,10 +335,11 @@ func (m *Monitor) Run(ctx context.Context) error {
 // publish sends r and reports whether it failed; only the first of a run
 // of failures is logged as a warning.
 func (m *Monitor) publish(ctx context.Context, r Report, failing bool) bool {
+	cfg := m.config()
 	body, err := json.Marshal(r)
 	if err == nil {
-		pctx, cancel := context.WithTimeout(ctx, m.cfg.Interval)
-		err = m.pub.Publish(pctx, m.cfg.Exchange, m.key, body)
+		pctx, cancel := context.WithTimeout(ctx, cfg.Interval)
+		err = m.pub.Publish(pctx, cfg.Exchange, m.key, body)
 		cancel()
 	}
 	switch {
@@ -319,7 +352,44 @@ func (m *Monitor) publish(ctx context.Context, r Report, failing bool) bool {
 			level = slog.LevelDebug
 		}
 		m.log.LogAttrs(ctx, level, "health report not published",
-			slog.String("error", err.Error()), slog.String("exchange", m.cfg.Exchange), slog.String("routing_key", m.key))
+			slog.String("error", err.Error()), slog.String("exchange", cfg.Exchange), slog.String("routing_key", m.key))
 	}
 	return err != nil
+}
+
+// SetConfig changes the monitor's configuration in place, as a
+// configuration reload does. When c is invalid it returns Validate's
+// error and changes nothing. An empty Instance stands for the current one;
+// any other Instance is ignored, since the instance names this relay in
+// every report and in the routing key, and cannot change while it runs.
+//
+// Exchange applies from the next report published and
+// DegradedUtilization from the next evaluation. A changed Interval resets
+// Run's ticker: the next check comes one new Interval after the change.
+// The status and the rejection baseline are kept, so a reload alone
+// raises no health event.
+func (m *Monitor) SetConfig(c Config) error {
+	c.Instance = m.instance
+	if err := c.Validate(); err != nil {
+		return err
+	}
+	c = c.WithDefaults()
+	m.mu.Lock()
+	changed := c.Interval != m.cfg.Interval
+	m.cfg = c
+	m.mu.Unlock()
+	if changed {
+		select {
+		case m.reconf <- struct{}{}:
+		default:
+		}
+	}
+	return nil
+}
+
+// config returns the configuration in force, defaults applied.
+func (m *Monitor) config() Config {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.cfg
 }
