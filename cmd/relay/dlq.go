@@ -24,7 +24,6 @@ import (
 	"github.com/vsm-relay/relay/config"
 	"github.com/vsm-relay/relay/dispatch"
 	"github.com/vsm-relay/relay/relay"
-	"golang.org/x/time/rate"
 )
 
 func init() { extraCommands = append(extraCommands, newDLQCmd) }
@@ -665,7 +664,8 @@ func runDLQReplay(cmd *cobra.Command, o *dlqOptions, queue string) error {
 		prog:    newReplayProgress(stderr, total, queue, time.Now),
 	}
 	if o.rate > 0 {
-		r.limiter = rate.NewLimiter(rate.Limit(o.rate), 1)
+		// Below one an hour, one an hour: the conversion stays in range.
+		r.interval = time.Duration(min(float64(time.Second)/o.rate, float64(time.Hour)))
 	}
 	res := r.run(s.ctx, deliveries, total)
 	fmt.Fprintf(stderr, "replayed %d of %d %s from %s to %s\n", res.replayed, total, deadLetterNoun(total), dlq, queue)
@@ -683,8 +683,10 @@ type replayer struct {
 	queue   string
 	window  int           // copies awaiting their confirm, at most
 	timeout time.Duration // for the next dead letter and for each confirm
-	limiter *rate.Limiter // nil: no limit
-	prog    *replayProgress
+	// interval paces the replay: at most one dead letter per interval
+	// (zero: no pacing).
+	interval time.Duration
+	prog     *replayProgress
 }
 
 // replayResult is how a replay went.
@@ -700,20 +702,20 @@ type replayInFlight struct {
 	conf *broker.Confirmation
 }
 
-// run replays up to n dead letters from deliveries. On a problem, or when
-// ctx ends, it takes no more, and settles those in flight: each confirmed
-// copy's dead letter is still removed, so that the bound on duplicates is
-// only what the broker cannot tell.
+// run replays up to n dead letters from deliveries. Each dead letter is
+// acknowledged as soon as its copy is confirmed, oldest first; the
+// replay waits for the oldest confirm only when r.window copies await
+// theirs. On a problem, or when ctx ends, it takes no more and settles
+// those in flight: each confirmed copy's dead letter is still removed,
+// so that the duplicates are only what the broker cannot tell.
 func (r *replayer) run(ctx context.Context, deliveries <-chan amqp.Delivery, n int) replayResult {
 	var res replayResult
 	pending := make([]replayInFlight, 0, r.window)
 	// Settling waits for confirms even once ctx ended: what was sent is
 	// seen through, within the timeout.
 	settleCtx := context.WithoutCancel(ctx)
-	settle := func(p replayInFlight, deadline time.Time) {
-		wctx, cancel := context.WithDeadline(settleCtx, deadline)
-		err := p.conf.Wait(wctx)
-		cancel()
+	// finish acks p's dead letter when its copy was confirmed (err nil).
+	finish := func(p replayInFlight, err error) {
 		if err != nil {
 			res.fail(r.confirmError(err))
 			return
@@ -726,17 +728,53 @@ func (r *replayer) run(ctx context.Context, deliveries <-chan amqp.Delivery, n i
 		res.replayed++
 		r.prog.update(res.replayed)
 	}
+	settle := func(p replayInFlight, deadline time.Time) {
+		wctx, cancel := context.WithDeadline(settleCtx, deadline)
+		err := p.conf.Wait(wctx)
+		cancel()
+		finish(p, err)
+	}
+	// settleDone settles the oldest copies whose confirms are in.
+	settleDone := func() {
+		for len(pending) > 0 {
+			select {
+			case <-pending[0].conf.Done():
+				finish(pending[0], pending[0].conf.Err())
+				pending = pending[1:]
+			default:
+				return
+			}
+		}
+	}
 	idle := time.NewTimer(r.timeout)
 	defer idle.Stop()
-	for range n {
+	pace := time.NewTimer(0)
+	defer pace.Stop()
+	var next time.Time // the earliest the next dead letter may go, with r.interval
+	for received := 0; received < n && res.err == nil; {
+		settleDone()
 		if res.err != nil {
 			break
 		}
-		if r.limiter != nil {
-			if err := r.limiter.Wait(ctx); err != nil {
+		if len(pending) >= r.window {
+			settle(pending[0], time.Now().Add(r.timeout))
+			pending = pending[1:]
+			continue
+		}
+		var oldest <-chan struct{}
+		if len(pending) > 0 {
+			oldest = pending[0].conf.Done()
+		}
+		if wait := time.Until(next); wait > 0 {
+			pace.Reset(wait)
+			select {
+			case <-pace.C:
+			case <-oldest:
+				continue
+			case <-ctx.Done():
 				res.fail(exitCode(1, errors.New("interrupted")))
-				break
 			}
+			continue
 		}
 		idle.Reset(r.timeout)
 		var d amqp.Delivery
@@ -746,6 +784,8 @@ func (r *replayer) run(ctx context.Context, deliveries <-chan amqp.Delivery, n i
 				res.fail(exitCode(1, errors.New("the broker connection was lost during the replay; the dead letters not replayed stay in the dead-letter queue")))
 			}
 			d = got
+		case <-oldest:
+			continue
 		case <-idle.C:
 			res.fail(exitCode(3, fmt.Errorf("no further dead letter arrived within %s (does another consumer hold them?)", r.timeout)))
 		case <-ctx.Done():
@@ -753,6 +793,13 @@ func (r *replayer) run(ctx context.Context, deliveries <-chan amqp.Delivery, n i
 		}
 		if res.err != nil {
 			break
+		}
+		received++
+		if r.interval > 0 {
+			if now := time.Now(); next.Before(now) {
+				next = now
+			}
+			next = next.Add(r.interval)
 		}
 		pctx, cancel := context.WithTimeout(ctx, r.timeout)
 		conf, err := r.pub.Publish(pctx, "", r.queue, true, replayPublishing(&d))
@@ -762,10 +809,6 @@ func (r *replayer) run(ctx context.Context, deliveries <-chan amqp.Delivery, n i
 			break
 		}
 		pending = append(pending, replayInFlight{d: d, conf: conf})
-		if len(pending) >= r.window {
-			settle(pending[0], time.Now().Add(r.timeout))
-			pending = pending[1:]
-		}
 	}
 	// One deadline for the rest: when the broker stopped confirming,
 	// each of them would otherwise wait the whole timeout in turn.
