@@ -679,7 +679,7 @@ func runDLQReplay(cmd *cobra.Command, o *dlqOptions, queue string) error {
 // replayer moves dead letters to their queue, each acknowledged (removed
 // from the dead-letter queue) only after the broker confirmed its copy.
 type replayer struct {
-	pub     *broker.Publisher
+	pub     replayPublisher
 	queue   string
 	window  int           // copies awaiting their confirm, at most
 	timeout time.Duration // for the next dead letter and for each confirm
@@ -687,6 +687,11 @@ type replayer struct {
 	// (zero: no pacing).
 	interval time.Duration
 	prog     *replayProgress
+}
+
+// replayPublisher publishes with confirms: a *broker.Publisher.
+type replayPublisher interface {
+	Publish(ctx context.Context, exchange, key string, mandatory bool, msg amqp.Publishing) (*broker.Confirmation, error)
 }
 
 // replayResult is how a replay went.
@@ -754,6 +759,12 @@ func (r *replayer) run(ctx context.Context, deliveries <-chan amqp.Delivery, n i
 	for received := 0; received < n && res.err == nil; {
 		settleDone()
 		if res.err != nil {
+			break
+		}
+		if ctx.Err() != nil {
+			// Checked first: a select would pick a waiting dead letter
+			// as readily as the interruption.
+			res.fail(exitCode(1, errors.New("interrupted")))
 			break
 		}
 		if len(pending) >= r.window {

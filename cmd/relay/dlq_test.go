@@ -9,8 +9,11 @@ import (
 	"io"
 	"math"
 	"reflect"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
@@ -659,5 +662,196 @@ func TestReplayConfirmErrors(t *testing.T) {
 		if !errors.As(err, &ee) || ee.code != tt.code || err.Error() != tt.want {
 			t.Errorf("confirmError(%v) = %v; want exit %d, %q", tt.err, err, tt.code, tt.want)
 		}
+	}
+}
+
+// fakeAcks is the acknowledger of fake deliveries: it records the acks
+// and fails those it is told to.
+type fakeAcks struct {
+	mu     sync.Mutex
+	acked  []uint64
+	nacked []uint64
+	fail   map[uint64]bool
+}
+
+func (f *fakeAcks) Ack(tag uint64, multiple bool) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if multiple {
+		return errors.New("a replay acks one at a time")
+	}
+	if f.fail[tag] {
+		return amqp.ErrClosed
+	}
+	f.acked = append(f.acked, tag)
+	return nil
+}
+
+func (f *fakeAcks) Nack(tag uint64, _, _ bool) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.nacked = append(f.nacked, tag)
+	return nil
+}
+
+func (f *fakeAcks) Reject(tag uint64, requeue bool) error { return f.Nack(tag, false, requeue) }
+
+func (f *fakeAcks) tags() []uint64 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.acked)
+}
+
+// fakePublisher confirms every publish at once, with the outcome set for
+// its message id.
+type fakePublisher struct {
+	mu       sync.Mutex
+	sent     []string
+	outcome  map[string]error // of the confirm
+	refuse   map[string]error // of Publish itself
+	exchange string
+}
+
+func (p *fakePublisher) Publish(_ context.Context, exchange, key string, mandatory bool, msg amqp.Publishing) (*broker.Confirmation, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if exchange != "" || key != "q" || !mandatory {
+		return nil, fmt.Errorf("published to %q/%q mandatory %v, want the default exchange, q, mandatory", exchange, key, mandatory)
+	}
+	if err := p.refuse[msg.MessageId]; err != nil {
+		return nil, err
+	}
+	p.sent = append(p.sent, msg.MessageId)
+	return broker.Resolved(p.outcome[msg.MessageId]), nil
+}
+
+func fakeDeadLetters(acks *fakeAcks, n int) []amqp.Delivery {
+	ds := make([]amqp.Delivery, n)
+	for i := range ds {
+		ds[i] = amqp.Delivery{Acknowledger: acks, DeliveryTag: uint64(i + 1), MessageId: fmt.Sprintf("m-%d", i+1)}
+	}
+	return ds
+}
+
+// TestReplayAcksEachDeadLetterOnceConfirmed feeds dead letters one at a
+// time: each is acked as soon as its copy is confirmed, before the next
+// is taken, even with copies to spare in the window.
+func TestReplayAcksEachDeadLetterOnceConfirmed(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		acks := &fakeAcks{}
+		deliveries := make(chan amqp.Delivery)
+		r := &replayer{pub: &fakePublisher{}, queue: "q", window: replayWindow, timeout: time.Minute}
+		done := make(chan replayResult, 1)
+		go func() { done <- r.run(t.Context(), deliveries, 5) }()
+		for i, d := range fakeDeadLetters(acks, 5) {
+			deliveries <- d
+			synctest.Wait()
+			if got := acks.tags(); len(got) != i+1 {
+				t.Fatalf("after dead letter %d, acked %v", i+1, got)
+			}
+		}
+		res := <-done
+		if res.err != nil || res.replayed != 5 || !reflect.DeepEqual(acks.tags(), []uint64{1, 2, 3, 4, 5}) {
+			t.Fatalf("result %+v, acked %v", res, acks.tags())
+		}
+	})
+}
+
+func TestReplayLoop(t *testing.T) {
+	tests := []struct {
+		name      string
+		queued    int // dead letters waiting
+		n         int
+		outcome   map[string]error
+		refuse    map[string]error
+		failAck   map[uint64]bool
+		cancelled bool
+		closed    bool // the delivery channel closes after the queued ones
+		interval  time.Duration
+
+		replayed, unremoved int
+		acked               []uint64
+		sent                []string
+		left                int // dead letters not taken
+		code                int // 0: no error
+		err                 string
+		took                time.Duration
+	}{
+		{name: "takes n and leaves the rest", queued: 5, n: 3,
+			replayed: 3, acked: []uint64{1, 2, 3}, sent: []string{"m-1", "m-2", "m-3"}, left: 2},
+		{name: "a refused copy stops the replay and its dead letter stays", queued: 5, n: 5,
+			outcome:  map[string]error{"m-2": broker.ErrNacked},
+			replayed: 1, acked: []uint64{1}, sent: []string{"m-1", "m-2"}, left: 3,
+			code: 1, err: `the broker refused a replayed dead letter to "q"; it stays in the dead-letter queue`},
+		{name: "a copy that came back unroutable", queued: 3, n: 3,
+			outcome:  map[string]error{"m-1": &broker.ReturnedError{RoutingKey: "q", ReplyCode: 312}},
+			replayed: 0, sent: []string{"m-1"}, left: 2,
+			code: 1, err: `queue "q" no longer takes messages (a replayed dead letter came back unroutable); it stays in the dead-letter queue`},
+		{name: "a publish that fails", queued: 4, n: 4,
+			refuse:   map[string]error{"m-3": context.DeadlineExceeded},
+			replayed: 2, acked: []uint64{1, 2}, sent: []string{"m-1", "m-2"}, left: 1,
+			code: 3, err: "the broker did not confirm a replayed dead letter within 1m0s; it stays in the dead-letter queue"},
+		{name: "an ack that fails leaves a duplicate, counted", queued: 3, n: 3,
+			failAck:  map[uint64]bool{2: true},
+			replayed: 1, unremoved: 1, acked: []uint64{1}, sent: []string{"m-1", "m-2"}, left: 1,
+			code: 1, err: "removing a replayed dead letter after its confirm: Exception (504) Reason: \"channel/connection is not open\""},
+		{name: "interrupted before it starts", queued: 2, n: 2, cancelled: true,
+			left: 2, code: 1, err: "interrupted"},
+		{name: "fewer dead letters than expected", queued: 2, n: 3,
+			replayed: 2, acked: []uint64{1, 2}, sent: []string{"m-1", "m-2"},
+			code: 3, err: "no further dead letter arrived within 1m0s (does another consumer hold them?)", took: time.Minute},
+		{name: "the connection lost", queued: 1, n: 3, closed: true,
+			replayed: 1, acked: []uint64{1}, sent: []string{"m-1"},
+			code: 1, err: "the broker connection was lost during the replay; the dead letters not replayed stay in the dead-letter queue"},
+		{name: "paced", queued: 5, n: 5, interval: time.Second,
+			replayed: 5, acked: []uint64{1, 2, 3, 4, 5}, sent: []string{"m-1", "m-2", "m-3", "m-4", "m-5"}, took: 4 * time.Second},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				acks := &fakeAcks{fail: tt.failAck}
+				deliveries := make(chan amqp.Delivery, tt.queued)
+				for _, d := range fakeDeadLetters(acks, tt.queued) {
+					deliveries <- d
+				}
+				if tt.closed {
+					close(deliveries)
+				}
+				ctx, cancel := context.WithCancel(t.Context())
+				defer cancel()
+				if tt.cancelled {
+					cancel()
+				}
+				pub := &fakePublisher{outcome: tt.outcome, refuse: tt.refuse}
+				r := &replayer{pub: pub, queue: "q", window: 2, timeout: time.Minute, interval: tt.interval}
+				start := time.Now()
+				res := r.run(ctx, deliveries, tt.n)
+				if took := time.Since(start); took != tt.took {
+					t.Errorf("took %s, want %s", took, tt.took)
+				}
+				if res.replayed != tt.replayed || res.unremoved != tt.unremoved {
+					t.Errorf("replayed %d, unremoved %d; want %d, %d", res.replayed, res.unremoved, tt.replayed, tt.unremoved)
+				}
+				if got := acks.tags(); !reflect.DeepEqual(got, tt.acked) {
+					t.Errorf("acked %v, want %v", got, tt.acked)
+				}
+				if len(acks.nacked) != 0 {
+					t.Errorf("nacked %v: a replay leaves what it does not move to its channel's close", acks.nacked)
+				}
+				if !reflect.DeepEqual(pub.sent, tt.sent) {
+					t.Errorf("sent %v, want %v", pub.sent, tt.sent)
+				}
+				if !tt.closed && len(deliveries) != tt.left {
+					t.Errorf("%d dead letters not taken, want %d", len(deliveries), tt.left)
+				}
+				var ee *exitError
+				switch {
+				case tt.code == 0 && res.err != nil:
+					t.Errorf("error %v, want none", res.err)
+				case tt.code != 0 && (!errors.As(res.err, &ee) || ee.code != tt.code || res.err.Error() != tt.err):
+					t.Errorf("error %v, want exit %d with %q", res.err, tt.code, tt.err)
+				}
+			})
+		})
 	}
 }
