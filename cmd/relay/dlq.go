@@ -173,9 +173,12 @@ every second or every %d dead letters, and a summary at the end. --rate
 bounds the dead letters replayed per second, for a downstream that should
 not get a whole backlog at once.`+dlqBroker+`
 
+Ctrl-C (SIGINT) or SIGTERM stops taking dead letters; the confirms of
+those already sent are still awaited, and their dead letters removed.
+
 Exit codes: 0 replayed (or none there), 1 no such queue, the broker
-unreachable, or a dead letter not taken by the broker (it stays in
-QUEUE.dlq), 2 bad usage or configuration, 3 a timeout.`, replayWindow, replayWindow, replayProgressEvery),
+unreachable, a dead letter not taken by the broker (it stays in
+QUEUE.dlq), or interrupted, 2 bad usage or configuration, 3 a timeout.`, replayWindow, replayWindow, replayProgressEvery),
 		Example: `  relay dlq replay vsm.tasks.llm
   relay dlq replay vsm.tasks.llm --n 1          # try the oldest one first
   relay dlq replay vsm.tasks.llm --rate 50      # 50 a second`,
