@@ -372,7 +372,7 @@ func (b *Breaker) Reset() {
 		b.clearCounts()
 		b.setState(Closed, now)
 	} else {
-		b.toClosed(now, "reset manually")
+		b.toClosed(now, ReasonReset)
 	}
 	b.unlockAndNotify()
 }
@@ -384,7 +384,7 @@ func (b *Breaker) ForceOpen() {
 	now := b.now()
 	b.advance(now)
 	if b.state != Open {
-		b.toOpen(now, true, "forced open")
+		b.toOpen(now, true, ReasonForcedOpen)
 	} else {
 		b.forced = true
 		b.retryAt.Store(math.MaxInt64)

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"regexp"
+	"slices"
 
 	amqp "github.com/rabbitmq/amqp091-go"
 )
@@ -24,10 +26,26 @@ type Topology struct {
 // Queue is a durable queue and its arguments.
 type Queue struct {
 	Name string
-	// Args are the queue's x-arguments. When none are asked for and the
-	// queue already exists with arguments of its own (a length limit an
-	// operator set, say), it is used as it is.
+	// Args are the queue's x-arguments. A queue that already exists with
+	// other arguments (a length limit an operator set, say) is used as it
+	// is, unless the argument that differs is x-queue-type (a
+	// *QueueTypeError) or one of Strict.
 	Args amqp.Table
+	// Strict names the arguments the queue cannot work without (a delay
+	// queue's TTL and dead-letter target).
+	Strict []string
+}
+
+// QueueTypeError is a queue that exists as another type than the one
+// asked for.
+type QueueTypeError struct {
+	Queue    string
+	Existing string // classic or quorum (or another type)
+	Wanted   string
+}
+
+func (e *QueueTypeError) Error() string {
+	return fmt.Sprintf("queue %s exists as a %s queue, not %s", e.Queue, e.Existing, e.Wanted)
 }
 
 // Add appends u's declarations to t.
@@ -50,7 +68,7 @@ func (t Topology) Declare(conn *amqp.Connection, log *slog.Logger) error {
 		}
 	}
 	for _, q := range t.Queues {
-		if err := d.queue(q.Name, q.Args); err != nil {
+		if err := d.queue(q); err != nil {
 			return err
 		}
 	}
@@ -96,27 +114,47 @@ func isPrecondition(err error) bool {
 	return errors.As(err, &ae) && ae.Code == amqp.PreconditionFailed
 }
 
-// queue declares a durable queue. When one already exists with other
-// arguments (a quorum queue, a length limit an operator set) and we ask
-// for none, it is used as it is.
-func (d *declarer) queue(name string, args amqp.Table) error {
+// inequivalent reads the argument a PRECONDITION_FAILED names, and the
+// value the queue has ("" for none).
+var inequivalent = regexp.MustCompile(`inequivalent arg '([^']+)'.*but current is (?:the value )?(?:'([^']*)'|none)`)
+
+// queue declares a durable queue (see Queue for what an existing one with
+// other arguments gets).
+func (d *declarer) queue(q Queue) error {
 	ch, err := d.channel()
 	if err != nil {
 		return err
 	}
-	_, err = ch.QueueDeclare(name, true, false, false, false, args)
-	if err == nil {
+	_, err = ch.QueueDeclare(q.Name, true, false, false, false, q.Args)
+	if err == nil || !isPrecondition(err) {
+		if err != nil {
+			return fmt.Errorf("declaring queue %s: %w", q.Name, err)
+		}
 		return nil
 	}
-	if isPrecondition(err) && args == nil {
+	var arg, current string
+	if m := inequivalent.FindStringSubmatch(err.Error()); m != nil {
+		arg, current = m[1], m[2]
+	}
+	if arg == "x-queue-type" {
+		if current == "" {
+			current = "classic"
+		}
+		wanted, _ := q.Args["x-queue-type"].(string)
+		if wanted == "" {
+			wanted = "classic"
+		}
+		return &QueueTypeError{Queue: q.Name, Existing: current, Wanted: wanted}
+	}
+	if arg != "" && !slices.Contains(q.Strict, arg) {
 		if ch, cerr := d.channel(); cerr == nil {
-			if _, perr := ch.QueueDeclarePassive(name, true, false, false, false, nil); perr == nil {
-				d.log.Info("using existing queue with its own arguments", "queue", name)
+			if _, perr := ch.QueueDeclarePassive(q.Name, true, false, false, false, nil); perr == nil {
+				d.log.Info("using existing queue with its own arguments", "queue", q.Name, "argument", arg)
 				return nil
 			}
 		}
 	}
-	return fmt.Errorf("declaring queue %s: %w", name, err)
+	return fmt.Errorf("declaring queue %s: %w", q.Name, err)
 }
 
 // topic declares a durable topic exchange; an existing exchange of

@@ -16,6 +16,7 @@ const (
 	HeaderAttempts     = "x-relay-attempts"     // downstream attempts made so far, over all deliveries
 	HeaderRedeliveries = "x-relay-redeliveries" // delayed redeliveries made so far
 	HeaderQueue        = "x-relay-queue"        // the queue a dead letter came from
+	HeaderDeliveries   = "x-relay-deliveries"   // deliveries so far that ended without an outcome
 	HeaderExchange     = "x-relay-exchange"     // outbound: the destination exchange
 	HeaderRoutingKey   = "x-relay-routing-key"  // outbound: the destination routing key
 

@@ -38,6 +38,9 @@ type OutboundSpec struct {
 	Logger      *slog.Logger
 	// DeadLettered is told of every dead letter once it is confirmed.
 	DeadLettered func(queue, reason string)
+	// DeliveryLimit dead-letters a message that comes again after this
+	// many deliveries ended without an outcome. Zero: no limit.
+	DeliveryLimit int
 	// Sleep waits between publishes of a message its destination did not
 	// confirm, ending early with ctx's error. Nil: backoff.Sleep.
 	Sleep func(ctx context.Context, d time.Duration) error
@@ -93,9 +96,10 @@ func NewOutbound(s OutboundSpec) *Outbound {
 		dest:     s.Destination,
 		settle: settler{
 			queue: s.Queue, dlq: DeadLetterQueueName(s.Queue), pub: s.Publisher, log: log,
-			deadLettered: s.DeadLettered,
+			deadLettered: s.DeadLettered, limit: s.DeliveryLimit,
 			counts: Counters{
 				Forwarded: m.Published, Returned: m.Returned, DeadLettered: m.DeadLettered, Requeued: m.Requeued,
+				Recounted: m.Recounted,
 			},
 		},
 		m:     m,
@@ -118,8 +122,9 @@ func NewOutbound(s OutboundSpec) *Outbound {
 func (o *Outbound) Queue() string { return o.queue }
 
 // Topology is what the queue needs on the relay's own broker: itself and
-// its .dlq, with args (nil for none).
-func (o *Outbound) Topology(args amqp.Table) broker.Topology {
+// its .dlq, of queueType (classic or quorum; "" is classic).
+func (o *Outbound) Topology(queueType string) broker.Topology {
+	args := QueueArgs(queueType)
 	return broker.Topology{Queues: []broker.Queue{{Name: o.queue, Args: args}, {Name: o.settle.dlq, Args: args}}}
 }
 
@@ -183,6 +188,11 @@ type outboundCall struct {
 func (o *Outbound) send(ctx context.Context, d amqp.Delivery) {
 	if !broker.Live(d) {
 		o.settle.settle(ctx, &d, Outcome{Kind: Stale})
+		return
+	}
+	if out, ok := o.settle.redelivered(&d); ok {
+		o.pending.Add(1)
+		go o.settleAside(ctx, d, out)
 		return
 	}
 	if o.stop.Err() != nil {
@@ -269,8 +279,13 @@ func (o *Outbound) finish(ctx context.Context, c outboundCall, err error) {
 
 // refuse dead-letters a delivery that cannot be published, for problem.
 func (o *Outbound) refuse(ctx context.Context, d amqp.Delivery, problem string) {
+	o.settleAside(ctx, d, Outcome{Kind: DeadLetter, Reason: problem})
+}
+
+// settleAside settles d off the pipeline.
+func (o *Outbound) settleAside(ctx context.Context, d amqp.Delivery, out Outcome) {
 	defer o.pending.Done()
-	o.settle.settle(ctx, &d, Outcome{Kind: DeadLetter, Reason: problem})
+	o.settle.settle(ctx, &d, out)
 }
 
 // retry decides the outcome of a message whose publish ended in err,

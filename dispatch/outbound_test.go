@@ -111,9 +111,9 @@ func TestOutboundOutcomes(t *testing.T) {
 			}
 			return nil
 		}, false, 2, false, true, "published"},
-		{"nacked every time: back to the queue", routed, func(int) error { return broker.ErrNacked }, false, 4, false, false, "requeued"},
-		{"destination down: back to the queue", routed, func(int) error { return broker.ErrLost }, false, 4, false, false, "requeued"},
-		{"breaker open: back untouched", routed, nil, true, 0, false, false, "requeued"},
+		{"nacked every time: back to the queue", routed, func(int) error { return broker.ErrNacked }, false, 4, false, true, "requeued"},
+		{"destination down: back to the queue", routed, func(int) error { return broker.ErrLost }, false, 4, false, true, "requeued"},
+		{"breaker open: back untouched", routed, nil, true, 0, false, true, "requeued"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -143,6 +143,9 @@ func TestOutboundOutcomes(t *testing.T) {
 				t.Errorf("%d dead letters, want dead-lettered %v", len(dl), c.wantDLQ)
 			} else if c.wantDLQ && dl[0].msg.Headers[HeaderError] == nil {
 				t.Error("dead letter without x-relay-error")
+			}
+			if back := len(own.to("out")); (c.wantLabel == "requeued") != (back == 1) {
+				t.Errorf("%d published back to the queue", back)
 			}
 			acked, nacked := a.counts()
 			if c.wantAck && (acked != 1 || nacked != 0) || !c.wantAck && (acked != 0 || nacked != 1) {

@@ -35,9 +35,16 @@ const (
 	// broker has it back already, and may have handed it to another
 	// consumer.
 	Stale
+	// Recount acks a delivery the broker delivered again (its earlier
+	// delivery ended without an outcome: the relay crashed, or lost its
+	// channel) after publishing it back to its queue with the count of
+	// such deliveries (x-relay-deliveries) one higher. The copy is worked
+	// on when it comes; the delivery limit dead-letters a task whose count
+	// reaches it.
+	Recount
 )
 
-var kindNames = [...]string{"requeue", "reply", "redeliver", "dead-letter", "forwarded", "stale"}
+var kindNames = [...]string{"requeue", "reply", "redeliver", "dead-letter", "forwarded", "stale", "recount"}
 
 func (k Kind) String() string {
 	if int(k) < len(kindNames) {
@@ -58,6 +65,9 @@ type Outcome struct {
 	Attempts int
 	// Step is the redelivery step a Redeliver goes to (0 is the first).
 	Step int
+	// Deliveries is a Recount's new count of deliveries without an
+	// outcome.
+	Deliveries int
 	// Returned marks an outbound dead letter its destination returned as
 	// unroutable; it is counted as returned, not as dead-lettered.
 	Returned bool
@@ -86,6 +96,9 @@ type Counters struct {
 	// Forwarded counts outbound messages their destination confirmed.
 	Forwarded prometheus.Counter
 	Requeued  prometheus.Counter
+	// Recounted counts deliveries that came again after an earlier one
+	// ended without an outcome.
+	Recounted prometheus.Counter
 }
 
 func inc(c prometheus.Counter) {
@@ -113,6 +126,30 @@ type settler struct {
 	log    *slog.Logger
 	// deadLettered is told of every dead letter, after its confirm.
 	deadLettered func(queue, reason string)
+	// limit is the delivery limit: a delivery that comes again after
+	// limit deliveries ended without an outcome is dead-lettered. Zero:
+	// none.
+	limit int
+}
+
+// redelivered decides what becomes of a delivery the broker flagged as
+// redelivered, ok false for any other. Its earlier delivery ended without
+// an outcome (the relay crashed or lost its channel while working on it;
+// the relay's own hand-backs are published anew and never flagged): the
+// count of such deliveries goes up by one, and a task whose count reaches
+// the limit is dead-lettered, so that a task that crashes the relay each
+// time cannot loop forever.
+func (s *settler) redelivered(d *amqp.Delivery) (o Outcome, ok bool) {
+	if !d.Redelivered || s.limit <= 0 {
+		return Outcome{}, false
+	}
+	n := min(intHeader(d.Headers, HeaderDeliveries), maxAttempts) + 1
+	if n >= s.limit {
+		attempts, _ := counts(d.Headers, s.queue, len(s.delays))
+		return Outcome{Kind: DeadLetter, Attempts: attempts, Reason: fmt.Sprintf(
+			"delivered %d times without an outcome, the delivery limit (amqp.delivery_limit): the relay crashed or lost its broker connection while working on it each time", n)}, true
+	}
+	return Outcome{Kind: Recount, Deliveries: n}, true
 }
 
 // settle carries o out for d: it publishes what o needs, waits for the
@@ -128,8 +165,11 @@ func (s *settler) settle(ctx context.Context, d *amqp.Delivery, o Outcome) {
 		_ = d.Nack(false, true)
 		return
 	case Requeue:
-		s.requeue(d, o.Reason)
+		s.handBack(ctx, d, o.Reason)
 		return
+	case Recount:
+		count = s.counts.Recounted
+		err = s.republish(ctx, d, o.Deliveries)
 	case Reply:
 		count = s.counts.Completed
 		if d.ReplyTo != "" {
@@ -162,6 +202,45 @@ func (s *settler) settle(ctx context.Context, d *amqp.Delivery, o Outcome) {
 		return
 	}
 	inc(count)
+}
+
+// handBack gives a delivery back to its queue untouched, without spending
+// its delivery limit: it is published back to the queue as it came and
+// then acked, rather than rejected with requeue, which the broker counts
+// as a delivery (x-delivery-count) and flags as redelivered. When that
+// publish is not confirmed, it is rejected with requeue after all.
+func (s *settler) handBack(ctx context.Context, d *amqp.Delivery, why string) {
+	if s.queue == "" || s.pub == nil {
+		s.requeue(d, why)
+		return
+	}
+	if err := s.republish(ctx, d, -1); err != nil {
+		s.requeue(d, why)
+		return
+	}
+	if err := d.Ack(false); err != nil {
+		// The copy is in the queue and the original comes back too: a
+		// duplicate, as with any ack lost with its channel.
+		s.log.Warn("ack failed after handing a delivery back", "err", err.Error(), "message_id", d.MessageId)
+	}
+	inc(s.counts.Requeued)
+}
+
+// republish publishes d back to its queue with its headers and
+// properties, x-relay-deliveries set to deliveries (-1: left as it is),
+// and waits for the confirm.
+func (s *settler) republish(ctx context.Context, d *amqp.Delivery, deliveries int) error {
+	h := make(amqp.Table, len(d.Headers)+1)
+	for k, v := range d.Headers {
+		h[k] = v
+	}
+	if deliveries >= 0 {
+		h[HeaderDeliveries] = int32(deliveries)
+	}
+	if err := s.publishAndWait(ctx, "", s.queue, publishingOf(d, h)); err != nil {
+		return fmt.Errorf("publishing back to %s: %w", s.queue, err)
+	}
+	return nil
 }
 
 func (s *settler) requeue(d *amqp.Delivery, why string) {

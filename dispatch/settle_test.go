@@ -2,7 +2,7 @@ package dispatch
 
 import (
 	"context"
-
+	"strings"
 	"testing"
 	"time"
 
@@ -17,7 +17,7 @@ func counter() prometheus.Counter { return prometheus.NewCounter(prometheus.Coun
 func testSettler(pub *publisher) (*settler, *Counters, *[]string) {
 	c := &Counters{
 		Replied: counter(), Completed: counter(), Redelivered: counter(), DeadLettered: counter(),
-		Returned: counter(), Forwarded: counter(), Requeued: counter(),
+		Returned: counter(), Forwarded: counter(), Requeued: counter(), Recounted: counter(),
 	}
 	var dead []string
 	s := &settler{
@@ -54,8 +54,12 @@ func TestSettleCarriesEachOutcomeOut(t *testing.T) {
 			[]string{"q.dlq"}, true, func(c *Counters) prometheus.Counter { return c.Returned }},
 		{"forwarded", Outcome{Kind: Forwarded}, "", nil,
 			nil, true, func(c *Counters) prometheus.Counter { return c.Forwarded }},
-		{"requeue", Outcome{Kind: Requeue, Reason: "breaker svc is open"}, "replies", nil,
-			nil, false, func(c *Counters) prometheus.Counter { return c.Requeued }},
+		{"requeue: handed back as a new publish, then acked", Outcome{Kind: Requeue, Reason: "breaker svc is open"}, "replies", nil,
+			[]string{"q"}, true, func(c *Counters) prometheus.Counter { return c.Requeued }},
+		{"recount", Outcome{Kind: Recount, Deliveries: 2}, "replies", nil,
+			[]string{"q"}, true, func(c *Counters) prometheus.Counter { return c.Recounted }},
+		{"requeue when the hand-back is not confirmed: rejected with requeue", Outcome{Kind: Requeue, Reason: "x"}, "", broker.ErrNacked,
+			[]string{"q"}, false, func(c *Counters) prometheus.Counter { return c.Requeued }},
 		{"dead letter not confirmed: requeued", Outcome{Kind: DeadLetter, Reason: "x"}, "", broker.ErrNacked,
 			[]string{"q.dlq"}, false, func(c *Counters) prometheus.Counter { return c.Requeued }},
 		{"redelivery lost: requeued", Outcome{Kind: Redeliver, Reason: "x"}, "", broker.ErrLost,
@@ -91,7 +95,7 @@ func TestSettleCarriesEachOutcomeOut(t *testing.T) {
 				t.Fatalf("acked %d, nacked %d; want ack %v", acked, nacked, c.wantAck)
 			}
 			total := 0.0
-			for _, x := range []prometheus.Counter{counts.Replied, counts.Completed, counts.Redelivered, counts.DeadLettered, counts.Returned, counts.Forwarded, counts.Requeued} {
+			for _, x := range []prometheus.Counter{counts.Replied, counts.Completed, counts.Redelivered, counts.DeadLettered, counts.Returned, counts.Forwarded, counts.Requeued, counts.Recounted} {
 				total += testutil.ToFloat64(x)
 			}
 			if got := testutil.ToFloat64(c.wantCount(counts)); got != 1 || total != 1 {
@@ -150,5 +154,48 @@ func TestSettleStaleDeliveryPublishesNothing(t *testing.T) {
 	}
 	if _, nacked := a.counts(); nacked != 1 {
 		t.Fatal("a stale delivery was not settled (it stays counted in hand)")
+	}
+}
+
+// The delivery limit: a delivery the broker flags as redelivered (its
+// earlier delivery ended without an outcome) is published back with its
+// count one higher, and dead-lettered when the count reaches the limit.
+func TestRedeliveredCountsTowardsTheDeliveryLimit(t *testing.T) {
+	pub := &publisher{}
+	s, _, dead := testSettler(pub)
+	s.limit = 3
+	for _, c := range []struct {
+		redelivered bool
+		before      any
+		want        Kind
+		deliveries  int
+	}{
+		{false, nil, 0, 0},
+		{true, nil, Recount, 1},
+		{true, int32(1), Recount, 2},
+		{true, int32(2), DeadLetter, 0},
+		{true, "garbage", Recount, 1},
+	} {
+		d := delivery(amqp.Table{HeaderDeliveries: c.before}, newAcks())
+		d.Redelivered = c.redelivered
+		o, ok := s.redelivered(&d)
+		if ok != c.redelivered || o.Kind != c.want || o.Deliveries != c.deliveries {
+			t.Errorf("redelivered %v with %v before: %v %s %d", c.redelivered, c.before, ok, o.Kind, o.Deliveries)
+		}
+		if o.Kind == DeadLetter && !strings.Contains(o.Reason, "delivered 3 times without an outcome") {
+			t.Errorf("reason %q", o.Reason)
+		}
+	}
+	d := delivery(amqp.Table{"custom": "kept"}, newAcks())
+	s.settle(context.Background(), &d, Outcome{Kind: Recount, Deliveries: 2})
+	back := pub.to("q")[0].msg
+	if back.Headers[HeaderDeliveries] != int32(2) || back.Headers["custom"] != "kept" || string(back.Body) != string(d.Body) {
+		t.Errorf("published back %+v", back)
+	}
+	_ = dead
+	s.limit = 0
+	d.Redelivered = true
+	if _, ok := s.redelivered(&d); ok {
+		t.Error("no limit: a redelivered delivery is worked on as it is")
 	}
 }

@@ -104,6 +104,14 @@ type Target struct {
 	userAgent string
 }
 
+// Budget returns the target's retry budget; nil for a nil target.
+func (t *Target) Budget() *retrybudget.Budget {
+	if t == nil {
+		return nil
+	}
+	return t.budget
+}
+
 // firstAttempt records a delivery's first attempt in the retry budget.
 func (t *Target) firstAttempt() {
 	if t.budget != nil {

@@ -37,6 +37,9 @@ type WorkSpec struct {
 	Logger    *slog.Logger
 	// DeadLettered is told of every dead letter once it is confirmed.
 	DeadLettered func(queue, reason string)
+	// DeliveryLimit dead-letters a task that comes again after this many
+	// deliveries ended without an outcome. Zero: no limit.
+	DeliveryLimit int
 	// Sleep waits between in-process retries, ending early with ctx's
 	// error. Nil: backoff.Sleep.
 	Sleep func(ctx context.Context, d time.Duration) error
@@ -77,10 +80,10 @@ func NewWork(s WorkSpec) *Work {
 		steps: len(s.Redelivery),
 		settle: settler{
 			queue: s.Queue, dlq: DeadLetterQueueName(s.Queue), target: s.Target.name,
-			pub: s.Publisher, log: log, deadLettered: s.DeadLettered,
+			pub: s.Publisher, log: log, deadLettered: s.DeadLettered, limit: s.DeliveryLimit,
 			counts: Counters{
 				Replied: m.Replied, Completed: m.Completed, Redelivered: m.Redelivered,
-				DeadLettered: m.DeadLettered, Requeued: m.Requeued,
+				DeadLettered: m.DeadLettered, Requeued: m.Requeued, Recounted: m.Recounted,
 			},
 		},
 		m:           m,
@@ -102,13 +105,17 @@ func NewWork(s WorkSpec) *Work {
 // Queue returns the work queue's name.
 func (w *Work) Queue() string { return w.queue }
 
+// SetTarget makes t the queue's target from the next task on (a reload's
+// new settings of the same target). Tasks under way finish with the old.
+func (w *Work) SetTarget(t *Target) { w.target.Store(t) }
+
 // Target returns the queue's target.
 func (w *Work) Target() *Target { return w.target.Load() }
 
 // Topology is what the work queue needs declared: itself, its .dlq and
-// its delay queues, each with args (the queue type's arguments; nil for
-// none).
-func (w *Work) Topology(args amqp.Table) broker.Topology {
+// its delay queues, all of queueType (classic or quorum; "" is classic).
+func (w *Work) Topology(queueType string) broker.Topology {
+	args := QueueArgs(queueType)
 	t := broker.Topology{Queues: []broker.Queue{
 		{Name: w.queue, Args: args},
 		{Name: w.settle.dlq, Args: args},
@@ -122,9 +129,30 @@ func (w *Work) Topology(args amqp.Table) broker.Topology {
 		for k, v := range args {
 			da[k] = v
 		}
-		t.Queues = append(t.Queues, broker.Queue{Name: s.Queue, Args: da})
+		if queueType == QueueQuorum {
+			// A quorum queue can dead-letter at least once, which a
+			// delayed task needs on its way back to the work queue.
+			da["x-dead-letter-strategy"] = "at-least-once"
+			da["x-overflow"] = "reject-publish"
+		}
+		t.Queues = append(t.Queues, broker.Queue{Name: s.Queue, Args: da,
+			Strict: []string{"x-message-ttl", "x-dead-letter-exchange", "x-dead-letter-routing-key"}})
 	}
 	return t
+}
+
+// Queue types.
+const (
+	QueueClassic = "classic"
+	QueueQuorum  = "quorum"
+)
+
+// QueueArgs are the arguments of a queue of queueType ("" is classic).
+func QueueArgs(queueType string) amqp.Table {
+	if queueType == "" {
+		queueType = QueueClassic
+	}
+	return amqp.Table{"x-queue-type": queueType}
 }
 
 // Start runs the queue's workers. stop ends when the relay stops taking
@@ -165,6 +193,9 @@ func (w *Work) handle(ctx context.Context, d amqp.Delivery) {
 func (w *Work) decide(ctx context.Context, d *amqp.Delivery) Outcome {
 	if !broker.Live(*d) {
 		return Outcome{Kind: Stale}
+	}
+	if o, ok := w.settle.redelivered(d); ok {
+		return o
 	}
 	if w.stop.Err() != nil {
 		return Outcome{Kind: Requeue, Reason: "shutting down"}

@@ -2,12 +2,15 @@ package dispatch
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	amqp "github.com/rabbitmq/amqp091-go"
 	"github.com/vsm-relay/relay/breaker"
+	"github.com/vsm-relay/relay/retrybudget"
 )
 
 // The whole decision table of the work path, against a fake downstream,
@@ -323,5 +326,40 @@ func TestAlwaysFailingTaskReachesTheDeadLetterQueue(t *testing.T) {
 			return
 		}
 		h = with(passes(o.Step+1), HeaderRedeliveries, int32(o.Step+1), HeaderAttempts, int32(o.Attempts))
+	}
+}
+
+func TestDecideRetryBudgetSpent(t *testing.T) {
+	r := newRig(t, rigOpts{script: []answer{err500, ok200}, retries: 3})
+	budget, err := retrybudget.New(retrybudget.Settings{Ratio: 0.0001, MinPerSecond: 0.0001, Window: time.Second}, retrybudget.WithClock(r.clk))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tg := r.work.Target()
+	tg.budget = budget
+	var told []string
+	tg.exhausted = func(target string, s retrybudget.Snapshot) {
+		told = append(told, fmt.Sprintf("%s %d", target, s.Denied))
+	}
+	o := r.decide(nil)
+	if o.Kind != Redeliver || o.Attempts != 1 || !strings.Contains(o.Reason, "retry budget of target svc spent") {
+		t.Fatalf("outcome %s attempts %d (%q); want the next step without a retry", o.Kind, o.Attempts, o.Reason)
+	}
+	if r.ds.count() != 1 || len(r.sl.waits) != 0 {
+		t.Fatalf("%d requests, %d waits: the spent budget allowed a retry", r.ds.count(), len(r.sl.waits))
+	}
+	if len(told) != 1 || told[0] != "svc 1" {
+		t.Fatalf("told %v", told)
+	}
+	if got := testutil.ToFloat64(tg.m.BudgetExhausted); got != 1 {
+		t.Fatalf("relay_retry_budget_exhausted_total = %v", got)
+	}
+	// A budget with room lets the retry through.
+	r = newRig(t, rigOpts{script: []answer{err500, ok200}, retries: 3})
+	if r.work.Target().budget, err = retrybudget.New(retrybudget.Settings{}, retrybudget.WithClock(r.clk)); err != nil {
+		t.Fatal(err)
+	}
+	if o := r.decide(nil); o.Kind != Reply || o.Attempts != 2 {
+		t.Fatalf("outcome %s attempts %d with a budget of room", o.Kind, o.Attempts)
 	}
 }

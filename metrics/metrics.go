@@ -55,6 +55,7 @@ type Metrics struct {
 	requestTime     *prometheus.HistogramVec
 	responses       *prometheus.CounterVec
 	budgetExhausted *prometheus.CounterVec
+	recounted       *prometheus.CounterVec
 	queueBacklog    *prometheus.GaugeVec
 
 	outbound    *prometheus.CounterVec
@@ -124,6 +125,10 @@ func build() *Metrics {
 			Namespace: namespace, Name: "retry_budget_exhausted_total",
 			Help: "Retryable failures that skipped their in-process retries because the target's retry budget was spent (the task took its next redelivery step).",
 		}, []string{"target"}),
+		recounted: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Name: "redeliveries_total",
+			Help: "Deliveries that came again after an earlier delivery ended without an outcome (the relay crashed or lost its channel); each counts towards amqp.delivery_limit.",
+		}, []string{"queue"}),
 		queueBacklog: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Namespace: namespace, Name: "queue_backlog",
 			Help: "A consumed queue's ready messages as the relay last read them, and 0 while its intake is held by an open breaker: the number to autoscale on.",
@@ -189,6 +194,7 @@ func (m *Metrics) collectors() []named {
 		{"relay_downstream_responses_total", m.responses},
 		{"relay_retry_budget_exhausted_total", m.budgetExhausted},
 		{"relay_queue_backlog", m.queueBacklog},
+		{"relay_redeliveries_total", m.recounted},
 		{"relay_outbound_messages_total", m.outbound},
 		{"relay_outbound_confirm_seconds", m.confirmTime},
 		{"relay_bulkhead_wait_seconds", m.bulkheadWait},

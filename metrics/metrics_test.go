@@ -74,6 +74,7 @@ func TestNewRegistersEveryNameWithItsLabels(t *testing.T) {
 		"relay_downstream_responses_total":          {dto.MetricType_COUNTER, "class,target"},
 		"relay_retry_budget_exhausted_total":        {dto.MetricType_COUNTER, "target"},
 		"relay_queue_backlog":                       {dto.MetricType_GAUGE, "queue"},
+		"relay_redeliveries_total":                  {dto.MetricType_COUNTER, "queue"},
 		"relay_outbound_messages_total":             {dto.MetricType_COUNTER, "outcome,queue"},
 		"relay_outbound_confirm_seconds":            {dto.MetricType_HISTOGRAM, "queue"},
 		"relay_bulkhead_wait_seconds":               {dto.MetricType_HISTOGRAM, "bulkhead"},

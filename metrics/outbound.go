@@ -22,6 +22,10 @@ type OutboundMetrics struct {
 	// reason, or given back to the broker. Nacked counts publishes the
 	// destination nacked; the message is published again.
 	Published, Returned, Nacked, DeadLettered, Requeued prometheus.Counter
+	// Recounted counts messages the broker delivered again after an
+	// earlier delivery ended without an outcome
+	// (relay_redeliveries_total{queue}).
+	Recounted prometheus.Counter
 	// ConfirmLatency observes seconds from publish to the destination's
 	// confirm (relay_outbound_confirm_seconds{queue}).
 	ConfirmLatency prometheus.Observer
@@ -37,6 +41,7 @@ func (m *Metrics) Outbound(queue string) *OutboundMetrics {
 		Nacked:         m.outbound.WithLabelValues(queue, OutboundNacked),
 		DeadLettered:   m.outbound.WithLabelValues(queue, OutboundDeadLettered),
 		Requeued:       m.outbound.WithLabelValues(queue, OutboundRequeued),
+		Recounted:      m.recounted.WithLabelValues(queue),
 		ConfirmLatency: m.confirmTime.WithLabelValues(queue),
 	}
 }

@@ -23,6 +23,10 @@ type QueueMetrics struct {
 	// back to the broker unfinished (shutdown, or the target's breaker
 	// opening before the task reached it).
 	Replied, Completed, DeadLettered, Redelivered, Requeued prometheus.Counter
+	// Recounted counts tasks the broker delivered again after an earlier
+	// delivery ended without an outcome (relay_redeliveries_total{queue}):
+	// each is published back with its count of such deliveries.
+	Recounted prometheus.Counter
 	// Retries counts in-process retries (relay_task_retries_total{queue}).
 	Retries prometheus.Counter
 	// InFlight is the number of tasks delivered and not yet settled
@@ -45,6 +49,7 @@ func (m *Metrics) Queue(queue, target string) *QueueMetrics {
 	return &QueueMetrics{
 		Replied:      m.tasks.WithLabelValues(queue, TaskReplied),
 		Completed:    m.tasks.WithLabelValues(queue, TaskCompleted),
+		Recounted:    m.recounted.WithLabelValues(queue),
 		DeadLettered: m.tasks.WithLabelValues(queue, TaskDeadLettered),
 		Redelivered:  m.tasks.WithLabelValues(queue, TaskRedelivered),
 		Requeued:     m.tasks.WithLabelValues(queue, TaskRequeued),

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"slices"
 	"sync"
 	"time"
 )
@@ -27,12 +28,17 @@ func (r *Relay) Run(ctx context.Context) error {
 	if err := r.startSignals(); err != nil {
 		return err
 	}
-	if err := r.startQueues(); err != nil {
+	for _, q := range r.queues {
+		if err := r.startQueue(ctx, q); err != nil {
+			return err
+		}
+	}
+	if err := r.startBacklog(); err != nil {
 		return err
 	}
 	r.consuming.Store(true)
 	r.log.Info("relay running", "instance", r.cfg.Instance, "http", r.Addr(),
-		"work_queues", len(r.work), "outbound_queues", len(r.outbound))
+		"work_queues", len(r.cfg.Work), "outbound_queues", len(r.cfg.Outbound))
 
 	var err error
 	select {
@@ -52,7 +58,17 @@ func (r *Relay) serve() error {
 		return fmt.Errorf("http.listen %s: %w", r.cfg.HTTP.Listen, err)
 	}
 	r.listener = ln
-	r.server = &http.Server{Handler: r.handler(), ReadHeaderTimeout: 5 * time.Second}
+	adm, err := r.newAdmin()
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	r.admin.Store(adm)
+	if r.hub, err = r.newHub(); err != nil {
+		ln.Close()
+		return err
+	}
+	r.server = &http.Server{Handler: r.handler(r.hub), ReadHeaderTimeout: 5 * time.Second}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -68,6 +84,9 @@ func (r *Relay) serve() error {
 		}
 		<-done
 	})
+	// The live page's streams end before the server shuts down, which
+	// would otherwise wait for them.
+	r.cleanup.push(r.hub.Close)
 	return nil
 }
 
@@ -105,24 +124,31 @@ func (r *Relay) startSignals() error {
 // shutdown stops intake, lets in-flight work finish within
 // shutdown_timeout, and gives back whatever did not.
 func (r *Relay) shutdown() {
-	r.log.Info("shutting down: intake stopped, draining in-flight work", "timeout", r.cfg.ShutdownTimeout)
+	r.reloadMu.Lock() // no reload while stopping
+	defer r.reloadMu.Unlock()
+	cfg := r.config()
+	r.log.Info("shutting down: intake stopped, draining in-flight work", "timeout", cfg.ShutdownTimeout)
 	r.stopCancel()
-	deadline, cancel := context.WithTimeout(context.Background(), r.cfg.ShutdownTimeout)
+	deadline, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 	defer cancel()
+	r.mu.RLock()
+	queues := slices.Clone(r.queues)
 	for _, f := range r.followers {
 		f.Close()
 	}
+	r.mu.RUnlock()
 	var drains sync.WaitGroup
-	for _, q := range r.queues {
+	for _, q := range queues {
 		drains.Add(1)
 		go func() { defer drains.Done(); q.consumer.CancelAndDrain(deadline) }()
 	}
 	drains.Wait()
 	done := make(chan struct{})
 	go func() {
-		for _, q := range r.queues {
+		for _, q := range queues {
 			q.wait()
 		}
+		r.retiring.Wait()
 		close(done)
 	}()
 	select {
@@ -144,6 +170,8 @@ func (r *Relay) shutdown() {
 func (r *Relay) closeProtections() {
 	r.stopCancel()
 	r.inflightCancel()
+	r.mu.RLock()
+	defer r.mu.RUnlock()
 	for _, f := range r.followers {
 		f.Close()
 	}

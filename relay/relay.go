@@ -2,6 +2,7 @@ package relay
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"log/slog"
 	"maps"
@@ -14,16 +15,18 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	amqp "github.com/rabbitmq/amqp091-go"
+	"github.com/vsm-relay/relay/admin"
 	"github.com/vsm-relay/relay/algedonic"
 	"github.com/vsm-relay/relay/breaker"
 	"github.com/vsm-relay/relay/broker"
 	"github.com/vsm-relay/relay/bulkhead"
 	"github.com/vsm-relay/relay/config"
+	"github.com/vsm-relay/relay/dashboard"
 	"github.com/vsm-relay/relay/dispatch"
 	"github.com/vsm-relay/relay/health"
 	"github.com/vsm-relay/relay/intake"
 	"github.com/vsm-relay/relay/metrics"
+	"github.com/vsm-relay/relay/retrybudget"
 )
 
 // Options are what a Relay is handed besides its configuration.
@@ -41,28 +44,42 @@ type Options struct {
 	HTTPClient *http.Client
 	// Version is sent in the User-Agent of downstream requests.
 	Version string
+	// Source is where Reload reads the configuration again. Nil: reload
+	// is refused.
+	Source ConfigSource
+}
+
+// ConfigSource loads the configuration (a config.Source).
+type ConfigSource interface {
+	Load() (*config.Config, error)
 }
 
 // Relay consumes work and outbound queues and runs every downstream call
 // inside its bulkhead and breaker. Make one with New and start it with Run;
 // a Relay runs once.
 type Relay struct {
-	cfg      *config.Config
 	log      *slog.Logger
 	registry *prometheus.Registry
 	metrics  *metrics.Metrics
+	env      func(string) (string, bool)
+	client   *http.Client
+	ua       string
+	source   ConfigSource
 
+	// mu guards the configuration and what is built from it, which a
+	// reload changes: the maps and the queues. A delivery's path never
+	// takes it: each queue holds its own pointers.
+	mu        sync.RWMutex
+	cfg       *config.Config
 	breakers  map[string]*breaker.Breaker
 	bulkheads map[string]*bulkhead.Bulkhead
 	targets   map[string]*dispatch.Target
-	work      []*dispatch.Work
-	outbound  []*outboundQueue
-	queues    []*queue // every consumed queue, once Run has started them
-
+	queues    []*queue // every consumed queue, in configuration order
 	// followers drive the gates of the queues each breaker guards; conns
 	// hold them while a connection they publish on is down or blocked.
 	followers map[string]*intake.Breaker
 	conns     *intake.Conns
+	tlsConf   *tls.Config // for every amqps:// connection
 
 	consumeConn *broker.Conn
 	publishConn *broker.Conn
@@ -71,6 +88,8 @@ type Relay struct {
 
 	emitter *algedonic.Emitter
 	monitor *health.Monitor
+	hub     *dashboard.Hub
+	admin   atomic.Pointer[admin.Handler] // replaced when a reload changes the token
 
 	listener net.Listener
 	server   *http.Server
@@ -86,26 +105,12 @@ type Relay struct {
 	// failed receives the error of a part that failed for good (the HTTP
 	// server), which ends Run.
 	failed chan error
+	// retiring counts queues a reload removed that are still draining.
+	retiring sync.WaitGroup
+	reloadMu sync.Mutex
 
 	cleanup   cleanupStack
 	consuming atomic.Bool
-}
-
-// outboundQueue is an outbound-publish queue and the destination it
-// publishes to.
-type outboundQueue struct {
-	*dispatch.Outbound
-	cfg  config.Outbound
-	dest *broker.Conn      // nil: the relay's own publish connection
-	pub  *broker.Publisher // on dest, or on the relay's publish connection
-}
-
-// lazyPublisher publishes through the *broker.Publisher at p, which Run
-// sets when it connects, before any delivery is taken.
-type lazyPublisher struct{ p **broker.Publisher }
-
-func (l lazyPublisher) Publish(ctx context.Context, exchange, key string, mandatory bool, msg amqp.Publishing) (*broker.Confirmation, error) {
-	return (*l.p).Publish(ctx, exchange, key, mandatory, msg)
 }
 
 // New builds a relay from a validated configuration. It makes no
@@ -134,26 +139,45 @@ func New(cfg *config.Config, opts Options) (*Relay, error) {
 		log:       log,
 		registry:  reg,
 		metrics:   m,
+		env:       opts.Env,
+		client:    opts.HTTPClient,
+		ua:        "relay",
+		source:    opts.Source,
 		breakers:  map[string]*breaker.Breaker{},
 		bulkheads: map[string]*bulkhead.Bulkhead{},
-		targets:   map[string]*dispatch.Target{},
 		followers: map[string]*intake.Breaker{},
 		conns:     intake.NewConns(),
 		failed:    make(chan error, 1),
 	}
+	if r.env == nil {
+		r.env = os.LookupEnv
+	}
+	if r.client == nil {
+		r.client = newHTTPClient(cfg)
+	}
+	if opts.Version != "" {
+		r.ua += "/" + opts.Version
+	}
 	r.stop, r.stopCancel = context.WithCancel(context.Background())
 	r.inflight, r.inflightCancel = context.WithCancel(context.Background())
 
-	if err := r.buildProtections(); err != nil {
-		return nil, err
+	for _, name := range slices.Sorted(maps.Keys(cfg.Breakers)) {
+		if err := r.addBreaker(name, cfg.Breakers[name]); err != nil {
+			return nil, err
+		}
+	}
+	for _, name := range slices.Sorted(maps.Keys(cfg.Bulkheads)) {
+		b, err := bulkhead.New(name, cfg.Bulkheads[name])
+		if err != nil {
+			return nil, fmt.Errorf("bulkheads.%s: %w", name, err)
+		}
+		r.bulkheads[name] = b
 	}
 	// The emitter exists from the start so that signals raised while the
 	// relay connects are kept; it publishes only once Run starts it.
-	a := cfg.Algedonic
-	r.emitter, err = algedonic.NewEmitter(algedonic.Config{
-		PainExchange: a.PainExchange, PleasureExchange: a.PleasureExchange,
-		Coalesce: a.Coalesce, Buffer: a.Buffer, Instance: cfg.Instance,
-	}, eventPublisher{r}, algedonic.WithLogger(log), algedonic.WithRegisterer(reg))
+	ac := cfg.Algedonic
+	ac.Instance = cfg.Instance
+	r.emitter, err = algedonic.NewEmitter(ac, eventPublisher{r}, algedonic.WithLogger(log), algedonic.WithRegisterer(reg))
 	if err != nil {
 		return nil, err
 	}
@@ -163,32 +187,28 @@ func New(cfg *config.Config, opts Options) (*Relay, error) {
 	if err := reg.Register(metrics.NewBulkheadCollector(r.bulkheadStats)); err != nil {
 		return nil, err
 	}
-	if err := r.buildTargets(opts); err != nil {
+	if r.targets, err = r.buildTargets(cfg, nil); err != nil {
 		return nil, err
 	}
-	r.buildQueues()
+	for _, w := range cfg.Work {
+		r.queues = append(r.queues, r.newWorkQueue(cfg, w))
+	}
+	for _, o := range cfg.Outbound {
+		r.queues = append(r.queues, r.newOutboundQueue(o))
+	}
 	return r, nil
 }
 
-// buildProtections makes the breakers and bulkheads, and a follower for
-// every breaker, which drives the intake of the queues it guards.
-func (r *Relay) buildProtections() error {
-	for _, name := range slices.Sorted(maps.Keys(r.cfg.Breakers)) {
-		b, err := breaker.New(name, r.cfg.Breakers[name], breaker.WithLogger(r.log))
-		if err != nil {
-			return fmt.Errorf("breakers.%s: %w", name, err)
-		}
-		b.OnStateChange(r.breakerChanged)
-		r.breakers[name] = b
-		r.followers[name] = intake.FollowBreaker(b)
+// addBreaker makes a breaker, and a follower that drives the intake of the
+// queues it guards.
+func (r *Relay) addBreaker(name string, s breaker.Settings) error {
+	b, err := breaker.New(name, s, breaker.WithLogger(r.log))
+	if err != nil {
+		return fmt.Errorf("breakers.%s: %w", name, err)
 	}
-	for _, name := range slices.Sorted(maps.Keys(r.cfg.Bulkheads)) {
-		b, err := bulkhead.New(name, r.cfg.Bulkheads[name])
-		if err != nil {
-			return fmt.Errorf("bulkheads.%s: %w", name, err)
-		}
-		r.bulkheads[name] = b
-	}
+	b.OnStateChange(r.breakerChanged)
+	r.breakers[name] = b
+	r.followers[name] = intake.FollowBreaker(b)
 	return nil
 }
 
@@ -203,61 +223,35 @@ func (r *Relay) guard(b, p string) dispatch.Guard {
 	}
 }
 
-func (r *Relay) buildTargets(opts Options) error {
-	env := opts.Env
-	if env == nil {
-		env = os.LookupEnv
-	}
-	client := opts.HTTPClient
-	if client == nil {
-		client = newHTTPClient(r.cfg)
-	}
-	ua := "relay"
-	if opts.Version != "" {
-		ua += "/" + opts.Version
-	}
-	for _, name := range slices.Sorted(maps.Keys(r.cfg.Targets)) {
-		tc := r.cfg.Targets[name]
-		hdrs, err := tc.ExpandedHeaders(env)
+// buildTargets makes cfg's targets, with the breakers and bulkheads of
+// r. A target of old whose retry budget settings stay keeps its budget.
+func (r *Relay) buildTargets(cfg *config.Config, old map[string]*dispatch.Target) (map[string]*dispatch.Target, error) {
+	out := make(map[string]*dispatch.Target, len(cfg.Targets))
+	for _, name := range slices.Sorted(maps.Keys(cfg.Targets)) {
+		tc := cfg.Targets[name]
+		hdrs, err := tc.ExpandedHeaders(r.env)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		h := make(http.Header, len(hdrs))
 		for k, v := range hdrs {
 			h.Set(k, v)
 		}
-		r.targets[name] = dispatch.NewTarget(dispatch.TargetSpec{
+		budget := old[name].Budget()
+		if budget == nil || budget.Settings() != tc.RetryBudget.WithDefaults() {
+			if budget, err = retrybudget.New(tc.RetryBudget); err != nil {
+				return nil, fmt.Errorf("targets.%s.retry_budget: %w", name, err)
+			}
+		}
+		out[name] = dispatch.NewTarget(dispatch.TargetSpec{
 			Name: name, URL: tc.URL, Method: tc.Method, Timeout: tc.Timeout, Headers: h,
 			MaxRequestBytes: tc.MaxRequestBytes, MaxResponseBytes: tc.MaxResponseBytes,
-			Client: client, Guard: r.guard(tc.Breaker, tc.Bulkhead),
-			Backoff: r.cfg.Backoff[tc.Backoff], Metrics: r.metrics.Target(name), UserAgent: ua,
+			Client: r.client, Guard: r.guard(tc.Breaker, tc.Bulkhead),
+			Backoff: cfg.Backoff[tc.Backoff], Metrics: r.metrics.Target(name), UserAgent: r.ua,
+			Budget: budget, BudgetExhausted: r.budgetExhausted,
 		})
 	}
-	return nil
-}
-
-// buildQueues makes the dispatchers of the work and outbound queues. Their
-// publishers are the relay's, made when Run connects.
-func (r *Relay) buildQueues() {
-	pub := lazyPublisher{&r.pub}
-	for _, w := range r.cfg.Work {
-		r.work = append(r.work, dispatch.NewWork(dispatch.WorkSpec{
-			Queue: w.Queue, Target: r.targets[w.Target], Redelivery: w.Redelivery,
-			Prefetch: w.Prefetch, Concurrency: r.cfg.Targets[w.Target].Concurrency,
-			Publisher: pub, Metrics: r.metrics.Queue(w.Queue, w.Target), Logger: r.log,
-			DeadLettered: r.deadLettered,
-		}))
-	}
-	for _, o := range r.cfg.Outbound {
-		oq := &outboundQueue{cfg: o}
-		oq.Outbound = dispatch.NewOutbound(dispatch.OutboundSpec{
-			Queue: o.Queue, Exchanges: o.Exchanges, Prefetch: o.Prefetch,
-			Guard:       r.guard(o.Breaker, o.Bulkhead),
-			Destination: lazyPublisher{&oq.pub}, Publisher: pub,
-			Metrics: r.metrics.Outbound(o.Queue), Logger: r.log, DeadLettered: r.deadLettered,
-		})
-		r.outbound = append(r.outbound, oq)
-	}
+	return out, nil
 }
 
 func newHTTPClient(cfg *config.Config) *http.Client {
@@ -280,7 +274,30 @@ func newHTTPClient(cfg *config.Config) *http.Client {
 func (r *Relay) Registry() *prometheus.Registry { return r.registry }
 
 // Breaker returns the named breaker, or nil.
-func (r *Relay) Breaker(name string) *breaker.Breaker { return r.breakers[name] }
+func (r *Relay) Breaker(name string) *breaker.Breaker { return r.breaker(name) }
+
+func (r *Relay) breaker(name string) *breaker.Breaker {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return r.breakers[name]
+}
+
+func (r *Relay) queue(name string) *queue {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	for _, q := range r.queues {
+		if q.name == name {
+			return q
+		}
+	}
+	return nil
+}
+
+func (r *Relay) config() *config.Config {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return r.cfg
+}
 
 // Addr returns the address the HTTP endpoints listen on, once Run has
 // started listening.

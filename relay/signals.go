@@ -12,6 +12,7 @@ import (
 	"github.com/vsm-relay/relay/bulkhead"
 	"github.com/vsm-relay/relay/health"
 	"github.com/vsm-relay/relay/intake"
+	"github.com/vsm-relay/relay/retrybudget"
 )
 
 // emit hands an event to the emitter, which keeps it until the broker
@@ -24,23 +25,37 @@ func (r *Relay) breakerChanged(t breaker.Transition) {
 	switch t.To {
 	case breaker.Open:
 		r.log.Warn("breaker opened", "breaker", t.Breaker, "from", t.From.String(), "reason", t.Reason, "retry_at", t.RetryAt)
-		r.emit(algedonic.BreakerOpenedWith(t.Breaker, t.Reason, algedonic.BreakerOpening{
+		r.emit(byOperator(t, algedonic.BreakerOpenedWith(t.Breaker, t.Reason, algedonic.BreakerOpening{
 			FromHalfOpen: t.From == breaker.HalfOpen, Failures: t.FailureCount, Threshold: t.Threshold,
 			FailureSpan: t.FailureSpan, Window: t.Window, Calls: t.Calls, FailureRate: t.FailureRate,
 			SlowCallRate: t.SlowCallRate, Origin: t.Origin,
-		}))
+		})))
 	case breaker.HalfOpen:
 		r.log.Info("breaker half-open: probing", "breaker", t.Breaker, "reason", t.Reason)
 	case breaker.Closed:
 		r.log.Info("breaker closed", "breaker", t.Breaker, "reason", t.Reason)
 		if t.From != breaker.Closed {
-			r.emit(algedonic.BreakerClosed(t.Breaker, t.Reason))
+			r.emit(byOperator(t, algedonic.BreakerClosed(t.Breaker, t.Reason)))
 		}
 	}
 }
 
+// byOperator marks the event of a transition an operator caused (through
+// the admin endpoints: ForceOpen, Reset) with details.by.
+func byOperator(t breaker.Transition, ev algedonic.Event) algedonic.Event {
+	if t.Reason == breaker.ReasonForcedOpen || t.Reason == breaker.ReasonReset {
+		return algedonic.ByOperatorDetails(ev)
+	}
+	return ev
+}
+
 func (r *Relay) bulkheadRejected(b *bulkhead.Bulkhead, err error) {
 	r.emit(algedonic.BulkheadRejected(b.Name(), bulkhead.Reason(err), b.RecentRejectionRate()))
+}
+
+func (r *Relay) budgetExhausted(target string, s retrybudget.Snapshot) {
+	window := r.config().Targets[target].RetryBudget.WithDefaults().Window
+	r.emit(algedonic.RetryBudgetExhausted(target, s.Reason(window), s.DeniedShare()))
 }
 
 func (r *Relay) deadLettered(queue, reason string) {
@@ -82,6 +97,8 @@ func (r *Relay) watchConn(c *broker.Conn, h intake.ConnHolds) {
 }
 
 func (r *Relay) breakerSnapshots() []breaker.Snapshot {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
 	out := make([]breaker.Snapshot, 0, len(r.breakers))
 	for _, name := range slices.Sorted(maps.Keys(r.breakers)) {
 		out = append(out, r.breakers[name].Snapshot())
@@ -90,6 +107,8 @@ func (r *Relay) breakerSnapshots() []breaker.Snapshot {
 }
 
 func (r *Relay) bulkheadStats() []bulkhead.Stats {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
 	out := make([]bulkhead.Stats, 0, len(r.bulkheads))
 	for _, name := range slices.Sorted(maps.Keys(r.bulkheads)) {
 		out = append(out, r.bulkheads[name].Stats())
@@ -116,10 +135,9 @@ func (r *Relay) newMonitor() error {
 		}
 	}
 	slices.Sort(targetBreakers)
-	h := r.cfg.Health
-	mon, err := health.NewMonitor(health.Config{
-		Instance: r.cfg.Instance, Exchange: h.Exchange, Interval: h.Interval, DegradedUtilization: h.DegradedUtilization,
-	}, health.Sources{
+	hc := r.cfg.Health
+	hc.Instance = r.cfg.Instance
+	mon, err := health.NewMonitor(hc, health.Sources{
 		Breakers:       r.breakerSnapshots,
 		Bulkheads:      r.bulkheadStats,
 		AMQP:           r.amqpStatus,

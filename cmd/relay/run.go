@@ -31,7 +31,11 @@ per message for a few MiB more heap); GOMEMLIMIT caps the heap.
 It exits 0 after SIGINT or SIGTERM once in-flight work is drained or
 shutdown_timeout passes, and non-zero with a one-line reason when the
 configuration is invalid or the first broker connection cannot be made
-within amqp.connect_timeout.`,
+within amqp.connect_timeout, or when its HTTP server fails.
+
+SIGHUP (like POST /admin/reload and relay reload) reads the configuration
+again from the same file and environment and applies it in place; an
+invalid one is refused whole and the running one stays.`,
 		Example: `  relay run
   relay run --config configs/relay.yaml
   RELAY_AMQP_URL=amqp://guest:guest@rabbitmq:5672/ relay run`,
@@ -41,17 +45,35 @@ within amqp.connect_timeout.`,
 			if err != nil {
 				return exitCode(2, err)
 			}
-			cfg, err := config.Load(path)
+			src := config.Source{Path: path}
+			cfg, err := src.Load()
 			if err != nil {
 				return exitCode(2, configError(err))
 			}
-			r, err := relay.New(cfg, relay.Options{Logger: log, Version: version})
+			r, err := relay.New(cfg, relay.Options{Logger: log, Version: version, Source: src})
 			if err != nil {
 				return exitCode(2, configError(err))
 			}
 			log.Debug("garbage collector", "gogc", relay.TuneGC())
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
 			defer stop()
+			// SIGHUP reloads the configuration; it never ends the process.
+			hup := make(chan os.Signal, 1)
+			signal.Notify(hup, syscall.SIGHUP)
+			defer signal.Stop(hup)
+			go func() {
+				for {
+					select {
+					case <-ctx.Done():
+						return
+					case <-hup:
+						log.Info("SIGHUP: reloading the configuration")
+						if _, err := r.Reload(); err != nil {
+							log.Error("reload on SIGHUP", "err", err.Error())
+						}
+					}
+				}
+			}()
 			if err := r.Run(ctx); err != nil {
 				return exitCode(1, err)
 			}
