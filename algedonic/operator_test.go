@@ -43,4 +43,3 @@ func TestOperatorSignals(t *testing.T) {
 		t.Fatal("ByOperatorDetails")
 	}
 }
-

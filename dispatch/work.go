@@ -211,7 +211,6 @@ func (w *Work) decide(ctx context.Context, d *amqp.Delivery) Outcome {
 	tk.tracestate, _ = stringHeader(d.Headers, HeaderTracestate)
 
 	bo := t.policy.Start()
-	t.firstAttempt()
 	tried := false // a request of this delivery reached the downstream
 	var last result
 	for {
@@ -241,6 +240,9 @@ func (w *Work) decide(ctx context.Context, d *amqp.Delivery) Outcome {
 			return w.next(step, attempts, last, "")
 		}
 		if !res.local {
+			if !tried {
+				t.firstAttempt()
+			}
 			attempts++
 			tried = true
 		}
@@ -255,7 +257,9 @@ func (w *Work) decide(ctx context.Context, d *amqp.Delivery) Outcome {
 		if !ok {
 			return w.next(step, attempts, res, "")
 		}
-		if !t.mayRetry() {
+		// The budget bounds the retries that reach the downstream; our own
+		// pool turning a call away costs the downstream nothing.
+		if !res.local && !t.mayRetry() {
 			return w.next(step, attempts, res, "; retry budget of target "+t.name+" spent")
 		}
 		w.m.Retries.Inc()
