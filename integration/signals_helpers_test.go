@@ -64,7 +64,7 @@ var contractEvents = map[[2]string]string{
 	{"amqp", "blocked"}: "pain", {"amqp", "lost"}: "pain", {"amqp", "restored"}: "pleasure",
 	// Extensions: sections 8 and 9, and the operator's queue controls.
 	{"target", "retry_budget_exhausted"}: "pain",
-	{"queue", "paused"}: "pain", {"queue", "resumed"}: "pleasure",
+	{"queue", "paused"}:                  "pain", {"queue", "resumed"}: "pleasure",
 	{"config", "refused"}: "pain", {"config", "applied"}: "pleasure",
 }
 
