@@ -232,7 +232,15 @@ func (s *settler) handBack(ctx context.Context, d *amqp.Delivery, why string) {
 func (s *settler) republish(ctx context.Context, d *amqp.Delivery, deliveries int) error {
 	h := make(amqp.Table, len(d.Headers)+1)
 	for k, v := range d.Headers {
-		h[k] = v
+		switch k {
+		case "x-delivery-count", "x-acquired-count":
+			// The broker's counts of the delivery being settled: on a
+			// new message a publisher's value would be taken as the
+			// broker's. (x-death stays: it records the passes through
+			// the delay queues.)
+		default:
+			h[k] = v
+		}
 	}
 	if deliveries >= 0 {
 		h[HeaderDeliveries] = int32(deliveries)

@@ -186,11 +186,17 @@ func TestRedeliveredCountsTowardsTheDeliveryLimit(t *testing.T) {
 			t.Errorf("reason %q", o.Reason)
 		}
 	}
-	d := delivery(amqp.Table{"custom": "kept"}, newAcks())
+	d := delivery(amqp.Table{"custom": "kept", "x-delivery-count": int64(4), "x-death": []any{}}, newAcks())
 	s.settle(context.Background(), &d, Outcome{Kind: Recount, Deliveries: 2})
 	back := pub.to("q")[0].msg
 	if back.Headers[HeaderDeliveries] != int32(2) || back.Headers["custom"] != "kept" || string(back.Body) != string(d.Body) {
 		t.Errorf("published back %+v", back)
+	}
+	if _, ok := back.Headers["x-delivery-count"]; ok {
+		t.Error("the broker's x-delivery-count went with the copy")
+	}
+	if _, ok := back.Headers["x-death"]; !ok {
+		t.Error("x-death (the passes through the delay queues) was dropped")
 	}
 	_ = dead
 	s.limit = 0
