@@ -121,17 +121,43 @@ func pageShows(t *testing.T, ctx context.Context, cond string, limit time.Durati
 	return time.Now(), err
 }
 
-// breakerReaches polls b until it is in state and returns when it saw it.
-func breakerReaches(t *testing.T, b *breaker.Breaker, state breaker.State, limit time.Duration) time.Time {
+// transitions records when a breaker last moved to each state, as its
+// listener is told: the moment the relay's breaker changed.
+type transitions struct {
+	b  *breaker.Breaker
+	mu sync.Mutex
+	at map[breaker.State]time.Time
+}
+
+func watchTransitions(b *breaker.Breaker) *transitions {
+	tr := &transitions{b: b, at: map[breaker.State]time.Time{}}
+	b.OnStateChange(func(t breaker.Transition) {
+		now := time.Now()
+		tr.mu.Lock()
+		tr.at[t.To] = now
+		tr.mu.Unlock()
+	})
+	return tr
+}
+
+// reach waits until the breaker's State is state and returns when the
+// breaker moved there.
+func (tr *transitions) reach(t *testing.T, state breaker.State, limit time.Duration) time.Time {
 	t.Helper()
 	deadline := time.Now().Add(limit)
-	for b.State() != state {
+	for tr.b.State() != state {
 		if time.Now().After(deadline) {
-			t.Fatalf("breaker %s not %s within %s (it is %s)", b.Name(), state, limit, b.State())
+			t.Fatalf("breaker %s not %s within %s (it is %s)", tr.b.Name(), state, limit, tr.b.State())
 		}
 		time.Sleep(2 * time.Millisecond)
 	}
-	return time.Now()
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	at, ok := tr.at[state]
+	if !ok {
+		t.Fatalf("breaker %s is %s, but its listener was told of no such transition", tr.b.Name(), state)
+	}
+	return at
 }
 
 // trickle publishes message i (made by mk, with a ledger id) to queue
@@ -238,6 +264,7 @@ func TestBrowserLivePageFollowsTheRelay(t *testing.T) {
 	run := e.startRelay(cfg)
 	events := e.events(cfg)
 	b := run.r.Breaker("downstream")
+	tr := watchTransitions(b)
 
 	// Three trickles, one per queue, each counted by a ledger of its own.
 	var stops []func() (int, error)
@@ -290,7 +317,7 @@ func TestBrowserLivePageFollowsTheRelay(t *testing.T) {
 
 	// The outage: the downstream drops every connection unanswered.
 	down.Store(true)
-	opened := breakerReaches(t, b, breaker.Open, 10*time.Second)
+	opened := tr.reach(t, breaker.Open, 10*time.Second)
 	shown, err := pageShows(t, ctx, cardState("downstream")+` === "open" && `+marker, 10*time.Second)
 	if err != nil {
 		t.Fatalf("the page never showed breaker downstream open, or was reloaded: %v", err)
@@ -303,7 +330,7 @@ func TestBrowserLivePageFollowsTheRelay(t *testing.T) {
 
 	// The recovery: half-open after reset_timeout, probes succeed, closed.
 	down.Store(false)
-	closed := breakerReaches(t, b, breaker.Closed, 15*time.Second)
+	closed := tr.reach(t, breaker.Closed, 15*time.Second)
 	shown, err = pageShows(t, ctx, cardState("downstream")+` === "closed" && `+marker, 10*time.Second)
 	if err != nil {
 		t.Fatalf("the page never showed breaker downstream closed again, or was reloaded: %v", err)
