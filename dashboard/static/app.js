@@ -231,7 +231,9 @@
       c[2].textContent = q.in_flight;
       const r = q.rates || {};
       const rate = (v) => (v >= 10 ? v.toFixed(0) : v.toFixed(1));
-      c[3].textContent = rate(r.replied || 0);
+      // A work queue's tasks end replied to, an outbound queue's
+      // messages published: either is the queue's work done.
+      c[3].textContent = rate((r.replied || 0) + (r.published || 0));
       c[4].textContent = rate(r.redelivered || 0);
       c[5].textContent = rate(r.dead_lettered || 0);
       c[6].textContent = rate(r.requeued || 0);
