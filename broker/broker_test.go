@@ -517,3 +517,57 @@ func TestConnMovesToTheNextNodeWhenLost(t *testing.T) {
 		t.Fatalf("events %q, want %q", events, want)
 	}
 }
+
+// TestConnFailsOverToTheNextClusterNode runs on the private test cluster:
+// the node a Conn is on stops taking connections and drops the ones it
+// has; the Conn moves to the next node of its list, declares its quorum
+// queue there again, and publishing and consuming go on.
+func TestConnFailsOverToTheNextClusterNode(t *testing.T) {
+	urls, nodes := testbroker.ClusterURLs(t), testbroker.ClusterNodes(t)
+	addrs := make([]string, len(urls))
+	for i, u := range urls {
+		a, err := NodeAddr(u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		addrs[i] = a
+	}
+	q := testbroker.Unique("relay.test.failover")
+	testbroker.CleanupQueues(t, urls[1], q)
+	declare := func(conn *amqp.Connection) error {
+		ch, err := conn.Channel()
+		if err != nil {
+			return err
+		}
+		defer ch.Close()
+		_, err = ch.QueueDeclare(q, true, false, false, false, amqp.Table{"x-queue-type": "quorum"})
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	c, err := Dial(ctx, Options{Name: "test", Instance: "t", URLs: urls, Topology: declare,
+		ReconnectInitial: 50 * time.Millisecond, ReconnectMax: 500 * time.Millisecond,
+		Logger: testLogger(t), start: func(int) int { return 0 }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if got := c.Node(); got != addrs[0] {
+		t.Fatalf("Node() = %q, want the first node %q", got, addrs[0])
+	}
+	pub := c.NewPublisher()
+	defer pub.Close()
+	cons, seen := consumeBodies(t, c, q, 4)
+	waitFor(t, ctx, "consumer active", cons.Active)
+
+	testbroker.Ctl(t, nodes[0], "suspend_listeners")
+	t.Cleanup(func() { testbroker.Ctl(t, nodes[0], "resume_listeners") })
+	testbroker.Ctl(t, nodes[0], "close_all_connections", "failover test")
+
+	waitFor(t, ctx, "on the next node", func() bool { return c.Connected() && c.Node() == addrs[1] })
+	waitFor(t, ctx, "consumer active again", cons.Active)
+	if err := pub.PublishAndWait(ctx, "", q, true, amqp.Publishing{Body: []byte("after failover"), DeliveryMode: amqp.Persistent}); err != nil {
+		t.Fatalf("publish after failover: %v", err)
+	}
+	waitFor(t, ctx, "delivery after failover", func() bool { _, ok := seen.Load("after failover"); return ok })
+}
