@@ -560,6 +560,7 @@ func TestConnFailsOverToTheNextClusterNode(t *testing.T) {
 	cons, seen := consumeBodies(t, c, q, 4)
 	waitFor(t, ctx, "consumer active", cons.Active)
 
+	testbroker.LockCluster(t, true)
 	testbroker.Ctl(t, nodes[0], "suspend_listeners")
 	t.Cleanup(func() { testbroker.Ctl(t, nodes[0], "resume_listeners") })
 	testbroker.Ctl(t, nodes[0], "close_all_connections", "failover test")

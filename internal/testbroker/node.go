@@ -4,7 +4,9 @@ import (
 	"context"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -103,4 +105,35 @@ func list(s string) []string {
 		}
 	}
 	return out
+}
+
+// LockCluster keeps tests that disturb the private test cluster (a node
+// that stops taking connections, say) from running while others use it,
+// across the test binaries of one run: exclusive for a test that
+// disturbs it, shared for one that needs it whole. The lock is released
+// when the test ends.
+func LockCluster(t testing.TB, exclusive bool) {
+	t.Helper()
+	f, err := os.OpenFile(clusterLockPath(), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	how := syscall.LOCK_SH
+	if exclusive {
+		how = syscall.LOCK_EX
+	}
+	if err := syscall.Flock(int(f.Fd()), how); err != nil {
+		f.Close()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+		f.Close()
+	})
+}
+
+// clusterLockPath names the lock file of the cluster in EnvClusterNodes.
+func clusterLockPath() string {
+	name := strings.NewReplacer("@", "_", ",", "_", "/", "_").Replace(os.Getenv(EnvClusterNodes))
+	return filepath.Join(os.TempDir(), "relay-test-cluster-"+name+".lock")
 }

@@ -3,8 +3,10 @@ package testbroker
 import (
 	"encoding/json"
 	"net/url"
+	"os"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 
 	amqp "github.com/rabbitmq/amqp091-go"
@@ -61,6 +63,7 @@ func TestNodeIsTheBrokerAtURL(t *testing.T) {
 // of them running, and that each URL reaches a broker.
 func TestClusterIsJoined(t *testing.T) {
 	urls, nodes := ClusterURLs(t), ClusterNodes(t)
+	LockCluster(t, false)
 	want := slices.Sorted(slices.Values(nodes))
 	for i, node := range nodes {
 		var st struct {
@@ -82,5 +85,45 @@ func TestClusterIsJoined(t *testing.T) {
 			continue
 		}
 		conn.Close()
+	}
+}
+
+func TestLockCluster(t *testing.T) {
+	t.Setenv(EnvClusterNodes, Unique("lock-test")+"@localhost")
+	t.Cleanup(func() { os.Remove(clusterLockPath()) })
+	// tryShared reports whether a shared lock could be had at once, as
+	// another test binary would ask for it.
+	tryShared := func() bool {
+		f, err := os.OpenFile(clusterLockPath(), os.O_CREATE|os.O_RDWR, 0o600)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		if err := syscall.Flock(int(f.Fd()), syscall.LOCK_SH|syscall.LOCK_NB); err != nil {
+			return false
+		}
+		_ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+		return true
+	}
+	cases := []struct {
+		name      string
+		exclusive bool
+		wantOther bool
+	}{
+		{"exclusive keeps others out", true, false},
+		{"shared lets others in", false, true},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			t.Run("holder", func(t *testing.T) {
+				LockCluster(t, c.exclusive)
+				if got := tryShared(); got != c.wantOther {
+					t.Errorf("while held: another shared lock granted = %v, want %v", got, c.wantOther)
+				}
+			})
+			if !tryShared() {
+				t.Error("the lock is still held after the test that took it ended")
+			}
+		})
 	}
 }
