@@ -186,7 +186,7 @@ func Dial(ctx context.Context, opts Options) (*Conn, error) {
 	c := &Conn{
 		opts:      opts,
 		log:       opts.Logger.With("conn", opts.Name),
-		ring:      newRing(nodes, opts.start(len(nodes))),
+		ring:      newRing(nodes, opts.start(len(nodes)), opts.redialPolicy()),
 		ready:     make(chan struct{}),
 		unblocked: make(chan struct{}),
 		done:      make(chan struct{}),
@@ -199,8 +199,7 @@ func Dial(ctx context.Context, opts Options) (*Conn, error) {
 	defer cancel()
 	var lastErr error
 	var lastNode node
-	delay := opts.redialPolicy().Start()
-	conn, n, err := dialRounds(ctx, c.ring, &delay, backoff.Sleep, c.connect,
+	conn, n, err := dialRounds(ctx, c.ring, backoff.Sleep, c.connect,
 		func(err error) bool {
 			var topo *topologyError
 			return errors.As(err, &topo) || errors.Is(err, ErrRefused)
@@ -429,14 +428,12 @@ func (c *Conn) markLost(reason string) (stable bool) {
 // redial dials the nodes, from the one after the lost one, until one
 // answers or the Conn is closed.
 func (c *Conn) redial(stable bool) (*amqp.Connection, node, time.Duration, bool) {
-	delay := c.opts.redialPolicy().Start()
 	if c.ring.lost(stable) {
-		d, _ := delay.Next()
-		if backoff.Sleep(c.life, d) != nil {
+		if backoff.Sleep(c.life, c.ring.wait()) != nil {
 			return nil, node{}, 0, false
 		}
 	}
-	conn, n, err := dialRounds(c.life, c.ring, &delay, backoff.Sleep, c.connect,
+	conn, n, err := dialRounds(c.life, c.ring, backoff.Sleep, c.connect,
 		func(error) bool { return false },
 		func(n node, err error, _ bool) {
 			if errors.Is(err, ErrRefused) {

@@ -74,16 +74,24 @@ func parseNodes(urls []string) ([]node, error) {
 // ring walks a cluster's node list: it starts where it is told (at random,
 // by Dial), moves on to the next node after every failed dial and every
 // lost connection, and says when a whole round has failed, which is when
-// the caller waits its backoff. Not safe for concurrent use: one dial loop
-// owns it.
+// the caller waits its backoff, also kept here. Not safe for concurrent
+// use: one dial loop owns it.
 type ring struct {
 	nodes  []node
 	cur    int
-	failed int // dials failed in a row since the last good connection or wait
+	failed int // dials failed since the last wait or the last stable connection
+	policy backoff.Policy
+	delay  backoff.Backoff // grows with every wait, until a connection proves stable
 }
 
-func newRing(nodes []node, start int) *ring {
-	return &ring{nodes: nodes, cur: start % len(nodes)}
+func newRing(nodes []node, start int, policy backoff.Policy) *ring {
+	return &ring{nodes: nodes, cur: start % len(nodes), policy: policy, delay: policy.Start()}
+}
+
+// wait returns the backoff before the next round.
+func (r *ring) wait() time.Duration {
+	d, _ := r.delay.Next()
+	return d
 }
 
 func (r *ring) node() node { return r.nodes[r.cur] }
@@ -100,19 +108,19 @@ func (r *ring) fail() (roundOver bool) {
 	return false
 }
 
-// up records a good connection to the current node.
-func (r *ring) up() { r.failed = 0 }
-
 // lost records the loss of the connection to the current node; the next
-// dial goes to the next node. A connection that was not up for a while
-// (stable false) counts as a failed dial: a broker that drops every
-// connection at once must not make the loop redial without pause.
+// dial goes to the next node. A connection that was up for a while
+// (stable) starts afresh: no failures, the backoff from its start. One
+// that was not counts as a failed dial, and the failures before it still
+// count: a cluster whose nodes drop every connection at once must not
+// make the loop redial without pause.
 func (r *ring) lost(stable bool) (roundOver bool) {
 	if !stable {
 		return r.fail()
 	}
 	r.cur = (r.cur + 1) % len(r.nodes)
 	r.failed = 0
+	r.delay = r.policy.Start()
 	return false
 }
 
@@ -121,11 +129,11 @@ func (r *ring) lost(stable bool) (roundOver bool) {
 const stableAfter = 5 * time.Second
 
 // dialRounds dials the ring's nodes, one after another, until one
-// answers, waiting the backoff's next delay (through sleep) only after a
-// whole round failed; delay is fresh for every call. It ends early with ctx's error, or with the error
-// of a dial that stop says retrying cannot cure. failed learns of every
-// failed dial, with whether it ended a round.
-func dialRounds[C any](ctx context.Context, r *ring, delay *backoff.Backoff,
+// answers, waiting the ring's backoff (through sleep) only after a whole
+// round failed. It ends early with ctx's error, or with the error of a
+// dial that stop says retrying cannot cure. failed learns of every failed
+// dial, with whether it ended a round.
+func dialRounds[C any](ctx context.Context, r *ring,
 	sleep func(context.Context, time.Duration) error,
 	dial func(node) (C, error), stop func(error) bool,
 	failed func(n node, err error, roundOver bool),
@@ -135,7 +143,6 @@ func dialRounds[C any](ctx context.Context, r *ring, delay *backoff.Backoff,
 		n := r.node()
 		conn, err := dial(n)
 		if err == nil {
-			r.up()
 			return conn, n, nil
 		}
 		if stop(err) {
@@ -149,8 +156,7 @@ func dialRounds[C any](ctx context.Context, r *ring, delay *backoff.Backoff,
 			}
 			continue
 		}
-		d, _ := delay.Next()
-		if err := sleep(ctx, d); err != nil {
+		if err := sleep(ctx, r.wait()); err != nil {
 			return zero, n, err
 		}
 	}

@@ -92,7 +92,7 @@ func TestDialRoundsWaitsOnlyAfterAWholeRound(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			r := newRing(testNodes(c.nodes), c.start)
+			r := newRing(testNodes(c.nodes), c.start, backoff.Policy{Initial: time.Millisecond, Max: time.Millisecond})
 			var order strings.Builder
 			calls := 0
 			dial := func(n node) (string, error) {
@@ -113,8 +113,7 @@ func TestDialRoundsWaitsOnlyAfterAWholeRound(t *testing.T) {
 					rounds++
 				}
 			}
-			delay := backoff.Policy{Initial: time.Millisecond, Max: time.Millisecond}.Start()
-			conn, n, err := dialRounds(context.Background(), r, &delay, sleep, dial,
+			conn, n, err := dialRounds(context.Background(), r, sleep, dial,
 				func(error) bool { return false }, failed)
 			if err != nil {
 				t.Fatal(err)
@@ -133,11 +132,10 @@ func TestDialRoundsWaitsOnlyAfterAWholeRound(t *testing.T) {
 }
 
 func TestDialRoundsStopsAtAPermanentError(t *testing.T) {
-	r := newRing(testNodes(3), 0)
+	r := newRing(testNodes(3), 0, backoff.Policy{})
 	refused := fmt.Errorf("%w by rmq-0:5672: bad password", ErrRefused)
 	dials := 0
-	delay := backoff.Policy{}.Start()
-	_, n, err := dialRounds(context.Background(), r, &delay,
+	_, n, err := dialRounds(context.Background(), r,
 		func(context.Context, time.Duration) error { t.Error("waited"); return nil },
 		func(node) (int, error) { dials++; return 0, refused },
 		func(err error) bool { return errors.Is(err, ErrRefused) },
@@ -148,11 +146,10 @@ func TestDialRoundsStopsAtAPermanentError(t *testing.T) {
 }
 
 func TestDialRoundsEndsWithItsContext(t *testing.T) {
-	r := newRing(testNodes(3), 0)
+	r := newRing(testNodes(3), 0, backoff.Policy{})
 	ctx, cancel := context.WithCancel(context.Background())
 	dials := 0
-	delay := backoff.Policy{}.Start()
-	_, _, err := dialRounds(ctx, r, &delay, backoff.Sleep,
+	_, _, err := dialRounds(ctx, r, backoff.Sleep,
 		func(node) (int, error) { dials++; cancel(); return 0, errors.New("timeout") },
 		func(error) bool { return false }, func(node, error, bool) {})
 	if !errors.Is(err, context.Canceled) || dials != 1 {
@@ -171,14 +168,20 @@ func TestRingLost(t *testing.T) {
 	}{
 		{name: "stable, three nodes", nodes: 3, stable: true, wantNext: 1},
 		{name: "stable, one node: redial it at once", nodes: 1, stable: true, wantNext: 0},
+		{name: "stable after failures: a fresh round", nodes: 3, failBefore: 2, stable: true, wantNext: 0},
 		{name: "dropped at once, three nodes", nodes: 3, stable: false, wantNext: 1},
 		{name: "dropped at once, one node: wait first", nodes: 1, stable: false, wantNext: 0, wantRound: true},
 		{name: "dropped at once, two nodes", nodes: 2, stable: false, wantNext: 1},
+		{name: "dropped at once after failures: the round is over", nodes: 3, failBefore: 2, stable: false, wantNext: 0, wantRound: true},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			r := newRing(testNodes(c.nodes), 0)
-			r.up()
+			r := newRing(testNodes(c.nodes), 0, backoff.Policy{})
+			for range c.failBefore {
+				if r.fail() {
+					t.Fatal("a round ended before the connection was made")
+				}
+			}
 			if round := r.lost(c.stable); round != c.wantRound {
 				t.Errorf("lost reported round over %v, want %v", round, c.wantRound)
 			}
@@ -186,6 +189,30 @@ func TestRingLost(t *testing.T) {
 				t.Errorf("next node %d, want %d", r.cur, c.wantNext)
 			}
 		})
+	}
+}
+
+// TestRingBackoffGrowsUntilAConnectionIsStable: nodes that accept every
+// connection and drop it at once are dialled at a pace that slows down
+// round after round, and a stable connection starts the pace over.
+func TestRingBackoffGrowsUntilAConnectionIsStable(t *testing.T) {
+	r := newRing(testNodes(2), 0, backoff.Policy{Initial: time.Second, Max: time.Minute, Multiplier: 2, Jitter: backoff.None, MaxRetries: 100})
+	var waits []time.Duration
+	for range 6 { // connected, dropped at once, six times over
+		if r.lost(false) {
+			waits = append(waits, r.wait())
+		}
+	}
+	if want := []time.Duration{time.Second, 2 * time.Second, 4 * time.Second}; !slices.Equal(waits, want) {
+		t.Fatalf("waits %v, want %v", waits, want)
+	}
+	r.lost(true)
+	r.lost(false)
+	if !r.lost(false) {
+		t.Fatal("two quick drops on two nodes did not end a round")
+	}
+	if d := r.wait(); d != time.Second {
+		t.Fatalf("after a stable connection the wait is %v, want the initial 1s", d)
 	}
 }
 
