@@ -142,11 +142,13 @@ func rabbitmqctl(t *testing.T, brokerURL string) (path, whyNot string) {
 	return path, ""
 }
 
-// ctl runs rabbitmqctl against the test broker's node.
+// ctl runs rabbitmqctl against the test broker's node, unless args name
+// one already (-n NODE first).
 func ctl(t *testing.T, path string, args ...string) string {
 	t.Helper()
-	node, _ := testbroker.NodeName()
-	args = append([]string{"-n", node}, args...)
+	if node, _ := testbroker.NodeName(); node != "" && (len(args) == 0 || args[0] != "-n") {
+		args = append([]string{"-n", node}, args...)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	out, err := exec.CommandContext(ctx, path, args...).CombinedOutput()
