@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -446,4 +448,149 @@ func consumeBodies(t *testing.T, c *Conn, q string, prefetch int) (*Consumer, *s
 	}
 	t.Cleanup(cons.Close)
 	return cons, seen
+}
+
+// TestDialRefusedByTheBroker dials the test broker with a wrong password
+// and with an unknown virtual host: the broker's refusal comes back at
+// once as ErrRefused, with its reason, not after connect_timeout.
+func TestDialRefusedByTheBroker(t *testing.T) {
+	base, err := url.Parse(testbroker.URL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	user := base.User.Username()
+	wrongPassword := *base
+	wrongPassword.User = url.UserPassword(user, "not-the-password-"+testbroker.Unique("pw"))
+	unknownVhost := *base
+	unknownVhost.Path = "/" + testbroker.Unique("relay-no-such-vhost")
+	cases := []struct {
+		name, url, reason string
+	}{
+		{"wrong password", wrongPassword.String(), "password"},
+		{"unknown vhost", unknownVhost.String(), "vhost"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			// The connect timeout is far longer than the test's own: a
+			// refusal must not wait for it.
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			_, err := Dial(ctx, Options{Name: "t", URL: c.url, ConnectTimeout: time.Hour})
+			if !errors.Is(err, ErrRefused) {
+				t.Fatalf("want ErrRefused, got %v", err)
+			}
+			if msg := err.Error(); !strings.Contains(msg, c.reason) || !strings.Contains(msg, base.Host) {
+				t.Fatalf("error %q does not name the node %s and say %q", msg, base.Host, c.reason)
+			}
+		})
+	}
+}
+
+// TestConnMovesToTheNextNodeWhenLost gives a Conn two names of the same
+// broker (127.0.0.1 and localhost) as a two-node list: every lost
+// connection moves it to the other one, and Node and the events say so.
+func TestConnMovesToTheNextNodeWhenLost(t *testing.T) {
+	raw := testbroker.URL(t)
+	u, err := url.Parse(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u.Hostname() != "127.0.0.1" {
+		t.Skipf("needs a broker on 127.0.0.1, reachable as localhost too; the test broker is %s", u.Host)
+	}
+	other := *u
+	other.Host = "localhost:" + u.Port()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, err := Dial(ctx, Options{Name: "test", Instance: "t", URLs: []string{raw, other.String()},
+		ReconnectInitial: 20 * time.Millisecond, ReconnectMax: 200 * time.Millisecond,
+		Logger: testLogger(t), start: func(int) int { return 0 }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	var mu sync.Mutex
+	var events []string
+	c.OnEvent(func(ev Event) {
+		mu.Lock()
+		events = append(events, ev.Kind.String()+" "+ev.Node)
+		mu.Unlock()
+	})
+	nodes := []string{u.Host, other.Host}
+	if got := c.Node(); got != nodes[0] {
+		t.Fatalf("Node() = %q, want %q", got, nodes[0])
+	}
+	for i := 1; i <= 3; i++ {
+		c.mu.Lock()
+		conn := c.conn
+		c.mu.Unlock()
+		conn.Close()
+		want := nodes[i%2]
+		waitFor(t, ctx, "reconnected to "+want, func() bool { return c.Connected() && c.Node() == want })
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	want := []string{
+		"lost " + nodes[0], "connected " + nodes[1],
+		"lost " + nodes[1], "connected " + nodes[0],
+		"lost " + nodes[0], "connected " + nodes[1],
+	}
+	if !slices.Equal(events, want) {
+		t.Fatalf("events %q, want %q", events, want)
+	}
+}
+
+// TestConnFailsOverToTheNextClusterNode runs on the private test cluster:
+// the node a Conn is on stops taking connections and drops the ones it
+// has; the Conn moves to the next node of its list, declares its quorum
+// queue there again, and publishing and consuming go on.
+func TestConnFailsOverToTheNextClusterNode(t *testing.T) {
+	urls, nodes := testbroker.ClusterURLs(t), testbroker.ClusterNodes(t)
+	addrs := make([]string, len(urls))
+	for i, u := range urls {
+		a, err := NodeAddr(u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		addrs[i] = a
+	}
+	q := testbroker.Unique("relay.test.failover")
+	testbroker.CleanupQueues(t, urls[1], q)
+	declare := func(conn *amqp.Connection) error {
+		ch, err := conn.Channel()
+		if err != nil {
+			return err
+		}
+		defer ch.Close()
+		_, err = ch.QueueDeclare(q, true, false, false, false, amqp.Table{"x-queue-type": "quorum"})
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	c, err := Dial(ctx, Options{Name: "test", Instance: "t", URLs: urls, Topology: declare,
+		ReconnectInitial: 50 * time.Millisecond, ReconnectMax: 500 * time.Millisecond,
+		Logger: testLogger(t), start: func(int) int { return 0 }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if got := c.Node(); got != addrs[0] {
+		t.Fatalf("Node() = %q, want the first node %q", got, addrs[0])
+	}
+	pub := c.NewPublisher()
+	defer pub.Close()
+	cons, seen := consumeBodies(t, c, q, 4)
+	waitFor(t, ctx, "consumer active", cons.Active)
+
+	testbroker.LockCluster(t, true)
+	testbroker.Ctl(t, nodes[0], "suspend_listeners")
+	t.Cleanup(func() { testbroker.Ctl(t, nodes[0], "resume_listeners") })
+	testbroker.Ctl(t, nodes[0], "close_all_connections", "failover test")
+
+	waitFor(t, ctx, "on the next node", func() bool { return c.Connected() && c.Node() == addrs[1] })
+	waitFor(t, ctx, "consumer active again", cons.Active)
+	if err := pub.PublishAndWait(ctx, "", q, true, amqp.Publishing{Body: []byte("after failover"), DeliveryMode: amqp.Persistent}); err != nil {
+		t.Fatalf("publish after failover: %v", err)
+	}
+	waitFor(t, ctx, "delivery after failover", func() bool { _, ok := seen.Load("after failover"); return ok })
 }

@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"math/rand/v2"
 	"net"
+	"strings"
 	"sync"
 	"time"
 
@@ -23,7 +25,13 @@ type Options struct {
 	Name string
 	// Instance identifies this relay process.
 	Instance string
-	// URL is the broker URL, amqp:// or amqps://.
+	// URLs are the URLs (amqp:// or amqps://) of one cluster's nodes, or
+	// of a single broker. Dial starts at a random node; a failed dial or a
+	// lost connection moves on to the next node, and the reconnect
+	// backoff is waited only after a whole round of them failed.
+	URLs []string
+	// URL is used when URLs is empty: one broker URL, or a
+	// comma-separated list of them (see SplitURLs).
 	URL string
 	// TLS is used for amqps:// URLs. Nil: the system roots.
 	TLS *tls.Config
@@ -48,6 +56,11 @@ type Options struct {
 	// this connection (what Confirmation.Err returns), for metrics. It is
 	// called from the publisher's confirm goroutine and must not block.
 	OnConfirm func(err error)
+
+	// dial and start stand in for amqp.DialConfig and the random choice
+	// of the first node, in tests.
+	dial  func(url string, cfg amqp.Config) (*amqp.Connection, error)
+	start func(n int) int
 }
 
 // redialPolicy paces redials: exponential from ReconnectInitial to
@@ -74,6 +87,12 @@ func (o Options) withDefaults() Options {
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.dial == nil {
+		o.dial = amqp.DialConfig
+	}
+	if o.start == nil {
+		o.start = rand.IntN
 	}
 	return o
 }
@@ -111,6 +130,7 @@ func (k EventKind) String() string {
 // Event is one connection life-cycle change.
 type Event struct {
 	Conn     string // Options.Name
+	Node     string // host:port of the node the connection is (or was) on
 	Kind     EventKind
 	Reason   string
 	Downtime time.Duration // with Connected after a loss, and with Unblocked
@@ -122,8 +142,14 @@ type Conn struct {
 	opts Options
 	log  *slog.Logger
 
+	// ring is the node list; only the dial loop (Dial, then supervise)
+	// touches it.
+	ring *ring
+
 	mu           sync.Mutex
 	conn         *amqp.Connection
+	node         node      // the node conn is on
+	upSince      time.Time // when conn was made
 	gen          uint64
 	ready        chan struct{} // closed while connected
 	unblocked    chan struct{} // closed while not blocked
@@ -132,6 +158,8 @@ type Conn struct {
 	closed       bool
 
 	done chan struct{}
+	life context.Context // cancelled with done, for the redial loop
+	end  context.CancelFunc
 	wg   sync.WaitGroup
 
 	notify notifier[Event]
@@ -140,42 +168,81 @@ type Conn struct {
 // Dial connects to the broker, runs the topology, and keeps the
 // connection up until Close. The first connection must be made within
 // Options.ConnectTimeout (and ctx); otherwise Dial returns an error that
-// names the (redacted) URL and the last dial error.
+// names the (redacted) URLs and the last dial error. Some errors end Dial
+// at once, as retrying cannot cure them: a malformed URL (ErrInvalidURL),
+// the broker's refusal of the credentials or the virtual host
+// (ErrRefused, with the broker's reason), and a failed topology.
 func Dial(ctx context.Context, opts Options) (*Conn, error) {
 	opts = opts.withDefaults()
+	urls := opts.URLs
+	if len(urls) == 0 {
+		urls = SplitURLs(opts.URL)
+	}
+	nodes, err := parseNodes(urls)
+	if err != nil {
+		return nil, err
+	}
+	life, end := context.WithCancel(context.Background())
 	c := &Conn{
 		opts:      opts,
 		log:       opts.Logger.With("conn", opts.Name),
+		ring:      newRing(nodes, opts.start(len(nodes)), opts.redialPolicy()),
 		ready:     make(chan struct{}),
 		unblocked: make(chan struct{}),
 		done:      make(chan struct{}),
+		life:      life,
+		end:       end,
 	}
 	close(c.unblocked)
 
 	ctx, cancel := context.WithTimeout(ctx, opts.ConnectTimeout)
 	defer cancel()
 	var lastErr error
-	delay := opts.redialPolicy().Start()
-	for {
-		conn, err := c.connect()
-		if err == nil {
-			c.install(conn, 0)
-			c.wg.Add(1)
-			go c.supervise(conn)
-			return c, nil
-		}
-		lastErr = err
-		var topo *topologyError
-		if errors.As(err, &topo) {
-			return nil, fmt.Errorf("broker %s: %w", RedactURL(opts.URL), err)
-		}
-		c.log.Warn("broker connection failed, retrying", "url", RedactURL(opts.URL), "err", err.Error())
-		d, _ := delay.Next()
-		if werr := backoff.Sleep(ctx, d); werr != nil {
-			return nil, fmt.Errorf("could not connect to broker %s within %s: %s",
-				RedactURL(opts.URL), opts.ConnectTimeout, lastErr)
-		}
+	var lastNode node
+	conn, n, err := dialRounds(ctx, c.ring, backoff.Sleep, c.connect,
+		func(err error) bool {
+			var topo *topologyError
+			return errors.As(err, &topo) || errors.Is(err, ErrRefused)
+		},
+		func(n node, err error, roundOver bool) {
+			lastErr, lastNode = err, n
+			if roundOver {
+				c.log.Warn("broker connection failed, retrying", "node", n.addr, "err", err.Error())
+			} else {
+				c.log.Warn("broker connection failed, trying the next node", "node", n.addr, "err", err.Error())
+			}
+		})
+	if err == nil {
+		c.install(conn, n, 0)
+		c.wg.Add(1)
+		go c.supervise(conn)
+		return c, nil
 	}
+	end()
+	var topo *topologyError
+	switch {
+	case errors.As(err, &topo):
+		return nil, fmt.Errorf("broker %s: %w", RedactURL(n.url), err)
+	case errors.Is(err, ErrRefused):
+		return nil, err
+	}
+	if lastErr == nil {
+		lastErr = err
+	}
+	last := lastErr.Error()
+	if len(nodes) > 1 {
+		last = lastNode.addr + ": " + last
+	}
+	return nil, fmt.Errorf("could not connect to broker %s within %s: %s",
+		redactURLs(nodes), opts.ConnectTimeout, last)
+}
+
+func redactURLs(nodes []node) string {
+	out := make([]string, len(nodes))
+	for i, n := range nodes {
+		out[i] = RedactURL(n.url)
+	}
+	return strings.Join(out, ",")
 }
 
 type topologyError struct{ err error }
@@ -183,15 +250,15 @@ type topologyError struct{ err error }
 func (e *topologyError) Error() string { return "declaring topology: " + e.err.Error() }
 func (e *topologyError) Unwrap() error { return e.err }
 
-// connect dials once and declares the topology.
-func (c *Conn) connect() (*amqp.Connection, error) {
+// connect dials one node once and declares the topology.
+func (c *Conn) connect(n node) (*amqp.Connection, error) {
 	dialTimeout := c.opts.ConnectTimeout
 	if dialTimeout > 10*time.Second {
 		dialTimeout = 10 * time.Second
 	}
 	props := amqp.NewConnectionProperties()
-	props.SetClientConnectionName(connectionName(c.opts.Instance, c.opts.Name))
-	conn, err := amqp.DialConfig(c.opts.URL, amqp.Config{
+	props.SetClientConnectionName(connectionName(c.opts.Instance, c.opts.Name) + " @" + n.addr)
+	conn, err := c.opts.dial(n.url, amqp.Config{
 		Heartbeat: c.opts.Heartbeat,
 		// amqp091 writes the URL's host into an empty ServerName of the
 		// config it is handed; the relay shares one config among its
@@ -202,7 +269,10 @@ func (c *Conn) connect() (*amqp.Connection, error) {
 		Dial:            corkedDial(dialTimeout),
 	})
 	if err != nil {
-		return nil, errors.New(redactErr(err, c.opts.URL))
+		if reason, ok := refusal(err); ok {
+			return nil, fmt.Errorf("%w by %s: %s", ErrRefused, n.addr, redactErr(errors.New(reason), n.url))
+		}
+		return nil, errors.New(redactErr(err, n.url))
 	}
 	if c.opts.Topology != nil {
 		if err := c.opts.Topology(conn); err != nil {
@@ -226,8 +296,9 @@ func corkedDial(timeout time.Duration) func(network, addr string) (net.Conn, err
 	}
 }
 
-// ConnectionName is the connection_name a relay connection shows in the
-// broker (rabbitmqctl list_connections name client_properties).
+// connectionName starts the connection_name a relay connection shows in
+// the broker (rabbitmqctl list_connections name client_properties),
+// which goes on with " @host:port", the node it is on.
 func connectionName(instance, name string) string {
 	if instance == "" {
 		return "relay " + name
@@ -235,15 +306,18 @@ func connectionName(instance, name string) string {
 	return "relay " + instance + " " + name
 }
 
-// install makes conn the current connection and announces it.
-func (c *Conn) install(conn *amqp.Connection, downtime time.Duration) {
+// install makes conn, on node n, the current connection and announces it.
+func (c *Conn) install(conn *amqp.Connection, n node, downtime time.Duration) {
+	now := time.Now()
 	c.mu.Lock()
 	c.conn = conn
+	c.node = n
+	c.upSince = now
 	c.gen++
 	close(c.ready)
 	c.mu.Unlock()
-	c.log.Info("broker connected", "url", RedactURL(c.opts.URL), "downtime", downtime)
-	c.emit(Event{Conn: c.opts.Name, Kind: Connected, Downtime: downtime, At: time.Now()})
+	c.log.Info("broker connected", "node", n.addr, "downtime", downtime)
+	c.emit(Event{Conn: c.opts.Name, Node: n.addr, Kind: Connected, Downtime: downtime, At: now})
 }
 
 // supervise watches the current connection and redials when it dies.
@@ -256,13 +330,13 @@ func (c *Conn) supervise(conn *amqp.Connection) {
 		if reason == "" { // Close was called
 			return
 		}
-		c.markLost(reason)
-		next, downtime, ok := c.redial()
+		stable := c.markLost(reason)
+		next, n, downtime, ok := c.redial(stable)
 		if !ok {
 			return
 		}
 		conn = next
-		c.install(conn, downtime)
+		c.install(conn, n, downtime)
 	}
 }
 
@@ -283,7 +357,7 @@ func (c *Conn) watch(conn *amqp.Connection, closed <-chan *amqp.Error, blocks <-
 			if !ok || err == nil {
 				return "connection closed"
 			}
-			return redactErr(err, c.opts.URL)
+			return redactErr(err, c.nodeNow().url)
 		}
 	}
 }
@@ -321,50 +395,74 @@ func (c *Conn) setBlocked(active bool, reason string) {
 		return
 	}
 	c.mu.Unlock()
+	addr := c.nodeNow().addr
 	if active {
-		c.log.Warn("broker blocked this connection", "reason", reason)
-		c.emit(Event{Conn: c.opts.Name, Kind: Blocked, Reason: reason, At: now})
+		c.log.Warn("broker blocked this connection", "node", addr, "reason", reason)
+		c.emit(Event{Conn: c.opts.Name, Node: addr, Kind: Blocked, Reason: reason, At: now})
 		return
 	}
-	c.log.Info("broker unblocked this connection", "blocked_for", now.Sub(since))
-	c.emit(Event{Conn: c.opts.Name, Kind: Unblocked, Downtime: now.Sub(since), At: now})
+	c.log.Info("broker unblocked this connection", "node", addr, "blocked_for", now.Sub(since))
+	c.emit(Event{Conn: c.opts.Name, Node: addr, Kind: Unblocked, Downtime: now.Sub(since), At: now})
 }
 
-func (c *Conn) markLost(reason string) {
+// markLost records the loss of the current connection and reports
+// whether it had been up long enough to count as stable (see ring.lost).
+func (c *Conn) markLost(reason string) (stable bool) {
 	now := time.Now()
+	// A lost connection is no longer blocked: the next one starts fresh.
+	// Unblocked is announced before Lost, with the node still known.
+	c.setBlocked(false, "")
 	c.mu.Lock()
 	c.conn = nil
+	lost := c.node
+	c.node = node{}
+	stable = now.Sub(c.upSince) >= stableAfter
 	c.ready = make(chan struct{})
 	c.lostAt = now
 	c.mu.Unlock()
-	// A lost connection is no longer blocked: the next one starts fresh.
-	c.setBlocked(false, "")
-	c.log.Warn("broker connection lost", "reason", reason)
-	c.emit(Event{Conn: c.opts.Name, Kind: Lost, Reason: reason, At: now})
+	c.log.Warn("broker connection lost", "node", lost.addr, "reason", reason)
+	c.emit(Event{Conn: c.opts.Name, Node: lost.addr, Kind: Lost, Reason: reason, At: now})
+	return stable
 }
 
-// redial dials until it succeeds or the Conn is closed.
-func (c *Conn) redial() (*amqp.Connection, time.Duration, bool) {
-	delay := c.opts.redialPolicy().Start()
-	for {
-		d, _ := delay.Next()
-		t := time.NewTimer(d)
-		select {
-		case <-c.done:
-			t.Stop()
-			return nil, 0, false
-		case <-t.C:
+// redial dials the nodes, from the one after the lost one, until one
+// answers or the Conn is closed.
+func (c *Conn) redial(stable bool) (*amqp.Connection, node, time.Duration, bool) {
+	if c.ring.lost(stable) {
+		if backoff.Sleep(c.life, c.ring.wait()) != nil {
+			return nil, node{}, 0, false
 		}
-		conn, err := c.connect()
-		if err == nil {
-			c.mu.Lock()
-			downtime := time.Since(c.lostAt)
-			c.mu.Unlock()
-			return conn, downtime, true
-		}
-		c.log.Warn("broker reconnect failed", "url", RedactURL(c.opts.URL), "err", err.Error())
 	}
+	conn, n, err := dialRounds(c.life, c.ring, backoff.Sleep, c.connect,
+		func(error) bool { return false },
+		func(n node, err error, _ bool) {
+			if errors.Is(err, ErrRefused) {
+				// Retried all the same: an operator may fix the user
+				// while the relay runs.
+				c.log.Error("broker refused the connection", "node", n.addr, "err", err.Error())
+				return
+			}
+			c.log.Warn("broker reconnect failed", "node", n.addr, "err", err.Error())
+		})
+	if err != nil {
+		return nil, node{}, 0, false
+	}
+	c.mu.Lock()
+	downtime := time.Since(c.lostAt)
+	c.mu.Unlock()
+	return conn, n, downtime, true
 }
+
+// nodeNow is the node of the current connection (zero while down).
+func (c *Conn) nodeNow() node {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.node
+}
+
+// Node returns the host:port of the node the connection is on, without
+// credentials, or "" while it is down.
+func (c *Conn) Node() string { return c.nodeNow().addr }
 
 // Redeclare runs the Topology again on the current connection, for a user
 // that found something missing (a queue deleted under a consumer).
@@ -489,6 +587,7 @@ func (c *Conn) Close() error {
 	c.closed = true
 	close(c.done)
 	c.mu.Unlock()
+	c.end()
 	c.wg.Wait()
 	return nil
 }

@@ -14,6 +14,15 @@
 // connects, losses and the broker's connection.blocked / unblocked, in
 // order, outside any lock.
 //
+// A Conn may be given the URLs of a cluster's nodes. It starts at a random
+// one; a failed dial or a lost connection moves it on to the next node at
+// once, and the reconnect backoff is waited only after a whole round of
+// nodes failed. Conn.Node names the node it is on (host:port), as do its
+// events, its log lines and the connection name the broker shows. A
+// broker that refuses the credentials or the virtual host fails Dial at
+// once with ErrRefused and the broker's reason: no amount of retrying
+// would help.
+//
 // The relay uses separate Conns for consuming and for publishing, so that
 // broker flow control on publishes (connection.blocked) never stalls the
 // acks of the consuming side.

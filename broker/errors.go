@@ -3,6 +3,9 @@ package broker
 import (
 	"errors"
 	"fmt"
+	"strings"
+
+	amqp "github.com/rabbitmq/amqp091-go"
 )
 
 var (
@@ -40,3 +43,35 @@ func (e *ReturnedError) Error() string {
 
 // Is makes errors.Is(err, ErrReturned) true.
 func (e *ReturnedError) Is(target error) bool { return target == ErrReturned }
+
+var (
+	// ErrRefused means the broker refused the connection for a reason
+	// that retrying does not cure: credentials it does not accept, a
+	// virtual host that does not exist or that the user may not use. The
+	// error wrapping it carries the node and the broker's reason.
+	ErrRefused = errors.New("broker: access refused")
+	// ErrInvalidURL means a broker URL could not be parsed.
+	ErrInvalidURL = errors.New("broker: invalid URL")
+)
+
+// refusal returns the broker's reason when err is a refusal of the
+// connection that retrying does not cure: 403 ACCESS_REFUSED (bad
+// credentials, no common SASL mechanism, no access to the virtual host)
+// or 530 NOT_ALLOWED (unknown virtual host), but not the 530 of a
+// connection limit reached, which passes.
+func refusal(err error) (string, bool) {
+	var ae *amqp.Error
+	if !errors.As(err, &ae) {
+		return "", false
+	}
+	switch ae.Code {
+	case amqp.AccessRefused:
+	case amqp.NotAllowed:
+		if strings.Contains(ae.Reason, "limit") {
+			return "", false
+		}
+	default:
+		return "", false
+	}
+	return fmt.Sprintf("%s (%d)", ae.Reason, ae.Code), true
+}

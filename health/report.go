@@ -2,6 +2,8 @@ package health
 
 import (
 	"encoding/json"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/vsm-relay/relay/algedonic"
@@ -43,10 +45,39 @@ type Report struct {
 	Reasons []string `json:"reasons,omitempty"`
 }
 
-// AMQPStatus is the state of the relay's broker connection.
+// AMQPStatus is the state of the relay's broker connections.
 type AMQPStatus struct {
 	Connected bool `json:"connected"`
 	Blocked   bool `json:"blocked"` // the broker blocks publishing (resource alarm)
+	// Node is the broker node (host:port, no credentials) the relay's own
+	// connections are on: one node, or the distinct nodes in order joined
+	// by "," when they are on different nodes of a cluster (see
+	// NodesOf); empty while none is up.
+	Node string `json:"node,omitempty"`
+	// Connections holds every broker connection by name ("consume",
+	// "publish", an outbound destination's) with the node it is on.
+	Connections map[string]ConnStatus `json:"connections,omitempty"`
+}
+
+// ConnStatus is one broker connection in an AMQPStatus.
+type ConnStatus struct {
+	Connected bool   `json:"connected"`
+	Node      string `json:"node,omitempty"` // host:port; empty while down
+	Blocked   bool   `json:"blocked,omitempty"`
+}
+
+// NodesOf returns the nodes of the named connections, for
+// AMQPStatus.Node: each distinct node once, in the order of names, joined
+// by ","; connections that are down or missing add nothing.
+func NodesOf(conns map[string]ConnStatus, names ...string) string {
+	var nodes []string
+	for _, name := range names {
+		n := conns[name].Node
+		if n != "" && !slices.Contains(nodes, n) {
+			nodes = append(nodes, n)
+		}
+	}
+	return strings.Join(nodes, ",")
 }
 
 // BreakerStatus is one circuit breaker in a Report.

@@ -59,3 +59,58 @@ func TestReportJSONEmpty(t *testing.T) {
 		t.Fatalf("got  %s\nwant %s", b, want)
 	}
 }
+
+func TestReportJSONClusterNodes(t *testing.T) {
+	conns := map[string]ConnStatus{
+		"consume":               {Connected: true, Node: "rmq-1:5672"},
+		"publish":               {Connected: true, Node: "rmq-2:5672", Blocked: true},
+		"outbound vsm.outbound": {Connected: false},
+	}
+	r := Report{Overall: Unhealthy, At: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC),
+		AMQP: AMQPStatus{Connected: true, Blocked: true, Node: NodesOf(conns, "consume", "publish"), Connections: conns}}
+	b, err := json.Marshal(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `{"overall":"unhealthy","instance":"","at":"2026-01-01T00:00:00.000Z",` +
+		`"amqp":{"connected":true,"blocked":true,"node":"rmq-1:5672,rmq-2:5672","connections":{` +
+		`"consume":{"connected":true,"node":"rmq-1:5672"},` +
+		`"outbound vsm.outbound":{"connected":false},` +
+		`"publish":{"connected":true,"node":"rmq-2:5672","blocked":true}}},` +
+		`"circuit_breakers":{},"bulkheads":{}}`
+	if string(b) != want {
+		t.Fatalf("got  %s\nwant %s", b, want)
+	}
+	var back Report
+	if err := json.Unmarshal(b, &back); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(back.AMQP, r.AMQP) {
+		t.Fatalf("read back %+v\nwant %+v", back.AMQP, r.AMQP)
+	}
+}
+
+func TestNodesOf(t *testing.T) {
+	conns := map[string]ConnStatus{
+		"consume": {Connected: true, Node: "rmq-1:5672"},
+		"publish": {Connected: true, Node: "rmq-1:5672"},
+		"other":   {Connected: true, Node: "rmq-0:5672"},
+		"down":    {},
+	}
+	cases := []struct {
+		names []string
+		want  string
+	}{
+		{nil, ""},
+		{[]string{"consume", "publish"}, "rmq-1:5672"},
+		{[]string{"other", "consume", "publish"}, "rmq-0:5672,rmq-1:5672"},
+		{[]string{"publish", "other"}, "rmq-1:5672,rmq-0:5672"},
+		{[]string{"down", "missing"}, ""},
+		{[]string{"down", "consume"}, "rmq-1:5672"},
+	}
+	for _, c := range cases {
+		if got := NodesOf(conns, c.names...); got != c.want {
+			t.Errorf("NodesOf(%q) = %q, want %q", c.names, got, c.want)
+		}
+	}
+}

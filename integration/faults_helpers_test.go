@@ -21,6 +21,7 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 	"github.com/rs/zerolog"
 	"github.com/vsm-relay/relay/config"
+	"github.com/vsm-relay/relay/internal/testbroker"
 	"github.com/vsm-relay/relay/relay"
 )
 
@@ -111,8 +112,11 @@ func (f *faultProxy) remove(name string) {
 
 // rabbitmqctl returns the path of rabbitmqctl when it can act on the
 // test broker, or "" and why not: the tool is missing (a failure under
-// CI=true, where CI installs it), or the broker is not the local node the
-// tool talks to.
+// CI=true, where CI installs it), the broker is not local, or it is not a
+// private node named by RELAY_TEST_RABBITMQ_NODE (a failure under
+// CI=true, where CI starts one). The faults made with it (memory alarms,
+// connections closed by the broker) hit everyone on the broker, so they
+// are never made on a broker others may share.
 func rabbitmqctl(t *testing.T, brokerURL string) (path, whyNot string) {
 	t.Helper()
 	u, err := url.Parse(brokerURL)
@@ -121,6 +125,12 @@ func rabbitmqctl(t *testing.T, brokerURL string) (path, whyNot string) {
 	}
 	if h := u.Hostname(); h != "127.0.0.1" && h != "localhost" {
 		return "", "rabbitmqctl acts on the local node; the test broker is " + h
+	}
+	if _, whyNot := testbroker.NodeName(); whyNot != "" {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("a private broker node is needed under CI=true: %s", whyNot)
+		}
+		return "", whyNot
 	}
 	path, err = exec.LookPath("rabbitmqctl")
 	if err != nil {
@@ -132,8 +142,13 @@ func rabbitmqctl(t *testing.T, brokerURL string) (path, whyNot string) {
 	return path, ""
 }
 
+// ctl runs rabbitmqctl against the test broker's node, unless args name
+// one already (-n NODE first).
 func ctl(t *testing.T, path string, args ...string) string {
 	t.Helper()
+	if node, _ := testbroker.NodeName(); node != "" && (len(args) == 0 || args[0] != "-n") {
+		args = append([]string{"-n", node}, args...)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	out, err := exec.CommandContext(ctx, path, args...).CombinedOutput()

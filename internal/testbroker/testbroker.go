@@ -5,6 +5,15 @@
 // 127.0.0.1:5672 (guest/guest), else a RabbitMQ container started through
 // testcontainers-go when Docker is available. With none of these the test
 // is skipped with the reason, except under CI=true, where it fails.
+//
+// .ci/run starts private nodes from the installed rabbitmq-server
+// (scripts/rabbitmq-private.sh) rather than use a broker others share:
+// one node, given as RELAY_TEST_AMQP_URL with its Erlang node name in
+// RELAY_TEST_RABBITMQ_NODE, and a cluster of three, given as
+// RELAY_TEST_CLUSTER_URLS and RELAY_TEST_CLUSTER_NODES. Tests that raise
+// broker-wide faults (memory alarms, connections closed by the broker)
+// make them only on the node Node names; cluster tests take the cluster
+// from ClusterURLs and ClusterNodes.
 package testbroker
 
 import (
