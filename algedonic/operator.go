@@ -54,7 +54,7 @@ func ReloadRefused(problems []string) Event {
 		Signal: Pain, Source: SourceConfig, Name: NameReload, Event: "refused",
 		Severity: Warning, Intensity: 0.5,
 		Reason:  "configuration reload refused; the running configuration stays: " + strings.Join(problems, "; "),
-		Details: map[string]any{"problems": append([]string(nil), problems...)},
+		Details: map[string]any{"problems": append([]string{}, problems...)},
 	}
 }
 
@@ -72,6 +72,6 @@ func Reloaded(changes []string) Event {
 	return Event{
 		Signal: Pleasure, Source: SourceConfig, Name: NameReload, Event: "applied",
 		Severity: Info, Intensity: 0.3, Reason: reason,
-		Details: map[string]any{"changes": append([]string(nil), changes...)},
+		Details: map[string]any{"changes": append([]string{}, changes...)},
 	}
 }

@@ -26,9 +26,12 @@ const (
 // QueueStats is one queue as the relay counts it. The counters only grow;
 // the hub turns them into rates.
 type QueueStats struct {
-	Queue        string `json:"queue"`
-	InFlight     int    `json:"in_flight"`
+	Queue    string `json:"queue"`
+	InFlight int    `json:"in_flight"`
+	// Paused is an operator's pause; Held names what else holds the
+	// queue's intake ("breaker", "broker"), empty when nothing does.
 	Paused       bool   `json:"paused"`
+	Held         string `json:"held,omitempty"`
 	Replied      uint64 `json:"replied"`
 	Redelivered  uint64 `json:"redelivered"`
 	DeadLettered uint64 `json:"dead_lettered"`

@@ -54,9 +54,12 @@ func (r *Relay) pauseQueue(name string, pause bool) error {
 	if q == nil {
 		return fmt.Errorf("%w: no queue named %q", admin.ErrNotFound, name)
 	}
-	r.mu.RLock()
+	r.mu.Lock()
 	gate := q.gate
-	r.mu.RUnlock()
+	if gate != nil {
+		r.paused[name] = pause
+	}
+	r.mu.Unlock()
 	if gate == nil {
 		return fmt.Errorf("queue %s is not consumed yet", name)
 	}

@@ -14,6 +14,7 @@ const (
 	HeaderAttempts     = dispatch.HeaderAttempts
 	HeaderRedeliveries = dispatch.HeaderRedeliveries
 	HeaderQueue        = dispatch.HeaderQueue
+	HeaderDeliveries   = dispatch.HeaderDeliveries
 	HeaderExchange     = dispatch.HeaderExchange
 	HeaderRoutingKey   = dispatch.HeaderRoutingKey
 	HeaderTraceparent  = dispatch.HeaderTraceparent

@@ -105,7 +105,10 @@ func (r *Relay) startQueue(ctx context.Context, q *queue) error {
 			return fmt.Errorf("outbound %s destination: %w", q.name, err)
 		}
 		r.watchConn(dest, intake.ConnHolds{Blocked: intake.HoldDestBlocked, Down: intake.HoldDestDown})
-		q.dest, q.pub = dest, r.publisher(dest)
+		pub := r.publisher(dest)
+		r.mu.Lock()
+		q.dest, q.pub = dest, pub
+		r.mu.Unlock()
 		publishers = append(publishers, dest)
 	}
 	var deliver func(amqp.Delivery)
@@ -127,6 +130,9 @@ func (r *Relay) startQueue(ctx context.Context, q *queue) error {
 	gate := intake.NewGate(c, q.prefetch)
 	r.mu.Lock()
 	q.consumer, q.gate = c, gate
+	if r.paused[q.name] {
+		gate.Set(intake.HoldOperator, true)
+	}
 	for _, pc := range publishers {
 		r.conns.Add(pc, gate)
 	}

@@ -75,6 +75,9 @@ type Relay struct {
 	bulkheads map[string]*bulkhead.Bulkhead
 	targets   map[string]*dispatch.Target
 	queues    []*queue // every consumed queue, in configuration order
+	// paused names the queues an operator paused; a queue a reload starts
+	// again starts paused when it is here.
+	paused map[string]bool
 	// followers drive the gates of the queues each breaker guards; conns
 	// hold them while a connection they publish on is down or blocked.
 	followers map[string]*intake.Breaker
@@ -146,6 +149,7 @@ func New(cfg *config.Config, opts Options) (*Relay, error) {
 		breakers:  map[string]*breaker.Breaker{},
 		bulkheads: map[string]*bulkhead.Bulkhead{},
 		followers: map[string]*intake.Breaker{},
+		paused:    map[string]bool{},
 		conns:     intake.NewConns(),
 		failed:    make(chan error, 1),
 	}

@@ -158,6 +158,9 @@ func (r *Relay) apply(cfg *config.Config) error {
 	running := map[string]*queue{}
 	for _, q := range r.queues {
 		w := wanted[q.name]
+		if q.consumer == nil {
+			continue // never started (its start failed): start it anew
+		}
 		if w != nil && reflect.DeepEqual(w.entry, q.entry) {
 			running[q.name] = q
 			if q.work != nil {

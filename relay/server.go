@@ -97,7 +97,14 @@ func (r *Relay) queueStats() []dashboard.QueueStats {
 		s := dashboard.QueueStats{Queue: q.name}
 		if q.consumer != nil {
 			s.InFlight = q.consumer.InHand()
-			s.Paused = q.gate.Holds() != 0
+			holds := q.gate.Holds()
+			s.Paused = holds&intake.HoldOperator != 0
+			switch {
+			case holds&intake.HoldBreaker != 0:
+				s.Held = "breaker"
+			case holds&^intake.HoldOperator != 0:
+				s.Held = "broker"
+			}
 		}
 		if q.work != nil {
 			m := r.metrics.Queue(q.name, q.entry.(workEntry).Target)

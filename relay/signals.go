@@ -117,9 +117,22 @@ func (r *Relay) bulkheadStats() []bulkhead.Stats {
 }
 
 func (r *Relay) amqpStatus() health.AMQPStatus {
+	conns := map[string]health.ConnStatus{
+		"consume": {Connected: r.consumeConn.Connected(), Node: r.consumeConn.Node(), Blocked: r.consumeConn.Blocked()},
+		"publish": {Connected: r.publishConn.Connected(), Node: r.publishConn.Node(), Blocked: r.publishConn.Blocked()},
+	}
+	r.mu.RLock()
+	for _, q := range r.queues {
+		if q.dest != nil {
+			conns[q.dest.Name()] = health.ConnStatus{Connected: q.dest.Connected(), Node: q.dest.Node(), Blocked: q.dest.Blocked()}
+		}
+	}
+	r.mu.RUnlock()
 	return health.AMQPStatus{
-		Connected: r.publishConn.Connected() && r.consumeConn.Connected(),
-		Blocked:   r.publishConn.Blocked(),
+		Connected:   r.publishConn.Connected() && r.consumeConn.Connected(),
+		Blocked:     r.publishConn.Blocked(),
+		Node:        health.NodesOf(conns, "consume", "publish"),
+		Connections: conns,
 	}
 }
 

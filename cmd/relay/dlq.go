@@ -49,10 +49,10 @@ const (
 // stay: an outbound message is delivered by them.
 var replayDropped = []string{
 	relay.HeaderError, relay.HeaderStatus, relay.HeaderAttempts,
-	relay.HeaderRedeliveries, relay.HeaderTarget, relay.HeaderQueue,
+	relay.HeaderRedeliveries, relay.HeaderTarget, relay.HeaderQueue, relay.HeaderDeliveries,
 	"x-death", "x-first-death-exchange", "x-first-death-queue", "x-first-death-reason",
 	"x-last-death-exchange", "x-last-death-queue", "x-last-death-reason",
-	"x-delivery-count",
+	"x-delivery-count", "x-acquired-count",
 }
 
 // dlqOptions are the flags of `relay dlq list` and `relay dlq replay`.

@@ -224,9 +224,13 @@
         queues.set(q.queue, tr);
       }
       const c = tr.children;
-      const st = q.paused ? "paused" : "running";
-      const badge = el("span", "badge", st);
+      // An operator's pause, or a hold the relay put on by itself (an
+      // open breaker, the broker blocking or down), which resume does
+      // not lift.
+      const st = q.paused ? "paused" : q.held ? "held" : "running";
+      const badge = el("span", "badge", q.held && !q.paused ? "held: " + q.held : st);
       badge.dataset.state = st;
+      if (q.held) badge.title = "intake held by " + q.held;
       c[1].replaceChildren(badge);
       c[2].textContent = q.in_flight;
       const r = q.rates || {};
