@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"encoding/json"
 	"fmt"
 	"math"
 	"net/http"
@@ -209,6 +210,8 @@ type fleetOpening struct {
 	atOpen, settled int
 	perRelay        map[string]int
 	took            time.Duration // from the first failure to the last opening
+	byPeer          int           // relays whose breaker a peer's opening opened
+	spread          time.Duration // from the first opening to the last
 	recovery        time.Duration // from the downstream healing to every breaker closed (shared only)
 }
 
@@ -224,13 +227,22 @@ func measureFleetOpening(t *testing.T, share bool, threshold int, reset, pace ti
 	name := "fleet_" + e.id
 	paths := []string{"/a", "/b", "/c"}
 	var runs []*running
+	var trs []*transitions
+	var events *replies
+	instances := map[string]bool{}
 	for _, p := range paths {
 		cfg := e.fleetMember(fleetConfig{
 			URL: ds.URL + p, Queue: q, Breaker: name,
 			BreakerFields: fmt.Sprintf("failure_threshold: %d, success_threshold: 2, reset_timeout: %s, share: %t", threshold, reset, share),
 			Backoff:       "max_retries: 0",
 		}, p[1:])
-		runs = append(runs, e.startRelay(cfg))
+		if events == nil {
+			events = e.events(cfg)
+		}
+		instances[cfg.Instance] = true
+		run := e.startRelay(cfg)
+		runs = append(runs, run)
+		trs = append(trs, watchBreaker(run.r.Breaker(name)))
 	}
 	stop := e.stream(q, pace)
 	defer stop()
@@ -268,9 +280,57 @@ func measureFleetOpening(t *testing.T, share bool, threshold int, reset, pace ti
 	if !allIn(runs, name, breaker.Open) {
 		t.Fatalf("share %t: a breaker left open before reset_timeout", share)
 	}
+	var first, last time.Time
+	for _, tr := range trs {
+		o, _ := tr.lastTo(breaker.Open)
+		if first.IsZero() || o.At.Before(first) {
+			first = o.At
+		}
+		if o.At.After(last) {
+			last = o.At
+		}
+		if o.Origin != "" {
+			m.byPeer++
+			if !instances[o.Origin] || !strings.Contains(o.Reason, "opened at "+o.Origin) {
+				t.Errorf("share %t: an opening with origin %q, reason %q: not a peer of the fleet", share, o.Origin, o.Reason)
+			}
+		}
+	}
 	if !share {
+		if m.byPeer != 0 {
+			t.Errorf("not shared: %d breakers opened by a peer", m.byPeer)
+		}
 		return m
 	}
+	m.spread = last.Sub(first)
+	if m.byPeer == 0 {
+		t.Errorf("shared: no breaker opened by a peer's opening")
+	}
+	if m.spread > time.Second {
+		t.Errorf("shared: the last breaker opened %s after the first, more than a second", m.spread)
+	}
+	// The openings a peer caused are published with details.origin, the
+	// others without.
+	eventually(t, 10*time.Second, "an opening event from every relay, with details.origin as its cause", func() bool {
+		withOrigin, seen := 0, map[string]bool{}
+		for _, d := range events.all() {
+			var ev struct {
+				Instance string         `json:"instance"`
+				Details  map[string]any `json:"details"`
+			}
+			if d.RoutingKey != "breaker."+name+".open" || json.Unmarshal(d.Body, &ev) != nil {
+				continue
+			}
+			seen[ev.Instance] = true
+			if o, ok := ev.Details["origin"].(string); ok {
+				if !instances[o] || o == ev.Instance {
+					t.Fatalf("opening event of %s with details.origin %q", ev.Instance, o)
+				}
+				withOrigin++
+			}
+		}
+		return len(seen) == len(runs) && withOrigin == m.byPeer
+	})
 	healed := time.Now()
 	ds.heal(paths...)
 	eventually(t, reset+10*time.Second, "every breaker closed after the downstream healed", func() bool {
@@ -295,9 +355,9 @@ func TestFleetSharedBreakerOpensAfterTheFleetsThreshold(t *testing.T) {
 	)
 	alone := measureFleetOpening(t, false, threshold, reset, pace)
 	shared := measureFleetOpening(t, true, threshold, reset, pace)
-	t.Logf("fleet | failures until every breaker is open | not shared: %d (%d with calls in flight; per relay %v; last opening after %s) | shared: %d (%d with calls in flight; per relay %v; last opening after %s) | threshold %d, %d relays",
+	t.Logf("fleet | failures until every breaker is open | not shared: %d (%d with calls in flight; per relay %v; last opening after %s) | shared: %d (%d with calls in flight; per relay %v; last opening after %s; %d opened by a peer, %s after the first) | threshold %d, %d relays",
 		alone.atOpen, alone.settled, alone.perRelay, alone.took.Round(time.Millisecond),
-		shared.atOpen, shared.settled, shared.perRelay, shared.took.Round(time.Millisecond), threshold, relays)
+		shared.atOpen, shared.settled, shared.perRelay, shared.took.Round(time.Millisecond), shared.byPeer, shared.spread.Round(time.Millisecond), threshold, relays)
 	t.Logf("fleet | every shared breaker closed %s after the downstream healed (reset_timeout %s)", shared.recovery.Round(time.Millisecond), reset)
 
 	// Without sharing each relay opens on its own threshold failures.
