@@ -126,15 +126,24 @@ func (tr *transitions) list() []breaker.Transition {
 	return append([]breaker.Transition(nil), tr.all...)
 }
 
-// lastTo is the latest transition to state s, and whether there was one.
-func (tr *transitions) lastTo(s breaker.State) (breaker.Transition, bool) {
-	l := tr.list()
-	for i := len(l) - 1; i >= 0; i-- {
-		if l[i].To == s {
-			return l[i], true
+// waitTo waits for a transition to state s at index from or later of the
+// list (a breaker's state changes before its listeners hear of it), and
+// returns it and its index.
+func (tr *transitions) waitTo(t *testing.T, from int, s breaker.State) (breaker.Transition, int) {
+	t.Helper()
+	var got breaker.Transition
+	at := -1
+	eventually(t, 10*time.Second, "a transition to "+s.String(), func() bool {
+		l := tr.list()
+		for i := from; i < len(l); i++ {
+			if l[i].To == s {
+				got, at = l[i], i
+				return true
+			}
 		}
-	}
-	return breaker.Transition{}, false
+		return false
+	})
+	return got, at
 }
 
 func allIn(runs []*running, name string, s breaker.State) bool {
@@ -282,7 +291,7 @@ func measureFleetOpening(t *testing.T, share bool, threshold int, reset, pace ti
 	}
 	var first, last time.Time
 	for _, tr := range trs {
-		o, _ := tr.lastTo(breaker.Open)
+		o, _ := tr.waitTo(t, 0, breaker.Open)
 		if first.IsZero() || o.At.Before(first) {
 			first = o.At
 		}
@@ -426,7 +435,7 @@ func TestFleetRelayCutOffDecidesAloneAndIgnoresStaleNews(t *testing.T) {
 	// Connected: a and b fail, c follows their opening.
 	ds.failWith(status(http.StatusInternalServerError), "/a", "/b")
 	eventually(t, 10*time.Second, "every breaker open", func() bool { return allIn([]*running{a, b, c}, name, breaker.Open) })
-	opened, _ := trC.lastTo(breaker.Open)
+	opened, openedAt := trC.waitTo(t, 0, breaker.Open)
 	if opened.Origin != instA && opened.Origin != instB {
 		t.Fatalf("c opened with origin %q (%s), want a peer's", opened.Origin, opened.Reason)
 	}
@@ -444,6 +453,7 @@ func TestFleetRelayCutOffDecidesAloneAndIgnoresStaleNews(t *testing.T) {
 	})
 	ds.heal("/a", "/b")
 	eventually(t, 10*time.Second, "every breaker closed", func() bool { return allIn([]*running{a, b, c}, name, breaker.Closed) })
+	_, mark := trC.waitTo(t, openedAt+1, breaker.Closed)
 
 	// Cut off while its calls hang and then fail: c opens on its own
 	// failures; a and b, which do not fail, never hear of it.
@@ -462,7 +472,7 @@ func TestFleetRelayCutOffDecidesAloneAndIgnoresStaleNews(t *testing.T) {
 	px.p.Stop()
 	cut := time.Now()
 	eventually(t, 10*time.Second, "c open on its own while cut off", func() bool { return bc.State() == breaker.Open })
-	alone, _ := trC.lastTo(breaker.Open)
+	alone, aloneAt := trC.waitTo(t, mark+1, breaker.Open)
 	t.Logf("fleet | cut off, c opened %s after the cut: %s", time.Since(cut).Round(time.Millisecond), alone.Reason)
 	if alone.Origin != "" || strings.Contains(alone.Reason, "fleet") || !strings.Contains(alone.Reason, "5 failures") {
 		t.Errorf("c cut off opened with origin %q, reason %q; want its own 5 failures", alone.Origin, alone.Reason)
@@ -479,11 +489,11 @@ func TestFleetRelayCutOffDecidesAloneAndIgnoresStaleNews(t *testing.T) {
 	}
 	eventually(t, 20*time.Second, "c ready again", c.r.Ready)
 	eventually(t, 20*time.Second, "c closed again", func() bool { return bc.State() == breaker.Closed })
-	closedAt := bc.LastTransition()
-	if !old.At.Before(closedAt) {
-		t.Fatalf("the captured opening (%s) is not older than c's closing (%s)", old.At, closedAt)
+	closed, closedIdx := trC.waitTo(t, aloneAt+1, breaker.Closed)
+	if !old.At.Before(closed.At) {
+		t.Fatalf("the captured opening (%s) is not older than c's closing (%s)", old.At, closed.At)
 	}
-	before := len(trC.list())
+	before := closedIdx + 1
 
 	// Stale news, straight to c's fleet queue: the peer's old opening
 	// again, and a flood of failures from before c's closing.
@@ -509,7 +519,7 @@ func TestFleetRelayCutOffDecidesAloneAndIgnoresStaleNews(t *testing.T) {
 		Kind: fleet.KindOpen, Reason: "fresh", At: time.Now()}.Marshal()
 	send(fresh)
 	eventually(t, 5*time.Second, "c opened by a fresh opening", func() bool { return bc.State() == breaker.Open })
-	if tr, _ := trC.lastTo(breaker.Open); tr.Origin != ghost {
+	if tr, _ := trC.waitTo(t, before, breaker.Open); tr.Origin != ghost {
 		t.Errorf("c's opening has origin %q, want %q", tr.Origin, ghost)
 	}
 }
