@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"math"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -15,6 +17,7 @@ import (
 	"github.com/vsm-relay/relay/breaker"
 	"github.com/vsm-relay/relay/config"
 	"github.com/vsm-relay/relay/fleet"
+	"github.com/vsm-relay/relay/relay"
 )
 
 // This file shows a fleet of relays on the real broker (contract section
@@ -691,4 +694,63 @@ func TestQueueBacklogFollowsTheQueueAndReadsZeroWhileOpen(t *testing.T) {
 	}
 	b.Reset()
 	l.check(l.settle(30*time.Second, deadLetterQueues(cfg), settledQueues(cfg)...), 0)
+}
+
+// TestQueueBacklogAfterAReload reloads a configuration that adds a queue
+// and changes another's entry: relay_queue_backlog follows both queues
+// afterwards, and reads 0 for both while their breaker is open.
+func TestQueueBacklogAfterAReload(t *testing.T) {
+	const within = 6500 * time.Millisecond
+	e := newEnv(t)
+	in := e.inspector()
+	ds := newDownstream(t, echo)
+	q1, q2 := e.name("it.backlog.kept"), e.name("it.backlog.added")
+	withToken := func(c fleetConfig) string {
+		return strings.Replace(e.baseYAML(), "  listen: 127.0.0.1:0\n", "  listen: 127.0.0.1:0\n  admin_token: "+adminToken+"\n", 1) + c.yaml()
+	}
+	c := fleetConfig{URL: ds.URL, Queue: q1, Breaker: "downstream", BreakerFields: "reset_timeout: 500ms", Backoff: "max_retries: 0"}
+	path := filepath.Join(t.TempDir(), "relay.yaml")
+	write := func(s string) {
+		if err := os.WriteFile(path, []byte(s), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(withToken(c))
+	run, _ := e.startRelayFrom(path)
+	// The reload changes q1's redelivery and adds q2.
+	c.Redelivery = "5s"
+	write(strings.Replace(withToken(c), "outbound: []\n", "  - {queue: "+q2+", target: svc, redelivery: [10s]}\noutbound: []\n", 1))
+	e.own([]string{q2, q2 + ".dlq", relay.DelayQueueName(q2, 10*time.Second), relay.DelayQueueName(q1, 5*time.Second)}, nil)
+	if problems, err := run.r.Reload(); err != nil {
+		t.Fatalf("reload: %v %v", problems, err)
+	}
+	backlog := func(q string) float64 { return gauge(run, "relay_queue_backlog", "queue", q) }
+	l := e.ledger("relay_queue_backlog after a reload", in)
+	mk := func(i int) amqp.Publishing { return l.task(i, fmt.Appendf(nil, "task %d", i)) }
+	want := map[string]int{q1: 10, q2: 20}
+	for _, q := range []string{q1, q2} {
+		if code, body := run.admin(t, "/admin/queues/"+q+"/pause", adminToken); code != http.StatusOK {
+			t.Fatalf("pause %s: %d %s", q, code, body)
+		}
+		eventually(t, 10*time.Second, "no consumer on "+q+" while paused", func() bool { _, c := in.depth(q); return c == 0 })
+	}
+	l.publishNow(e.url, q1, 0, want[q1], mk)
+	l.publishNow(e.url, q2, 100, 100+want[q2], mk)
+	for _, q := range []string{q1, q2} {
+		eventually(t, within, fmt.Sprintf("relay_queue_backlog of %s at %d", q, want[q]), func() bool { return backlog(q) == float64(want[q]) })
+	}
+	run.r.Breaker("downstream").ForceOpen()
+	for _, q := range []string{q1, q2} {
+		if code, body := run.admin(t, "/admin/queues/"+q+"/resume", adminToken); code != http.StatusOK {
+			t.Fatalf("resume %s: %d %s", q, code, body)
+		}
+	}
+	for _, q := range []string{q1, q2} {
+		eventually(t, within, "relay_queue_backlog of "+q+" 0 while the breaker is open", func() bool { return backlog(q) == 0 })
+		if m, _ := in.depth(q); m != want[q] {
+			t.Errorf("%d tasks waiting in %s while the breaker is open, want %d", m, q, want[q])
+		}
+	}
+	run.r.Breaker("downstream").Reset()
+	l.check(l.settle(30*time.Second, []string{q1 + ".dlq", q2 + ".dlq"}, q1, q2), 0)
 }

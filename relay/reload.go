@@ -210,6 +210,13 @@ func (r *Relay) apply(cfg *config.Config) error {
 			note("queue %s started", q.name)
 		}
 	}
+	if len(start) > 0 || len(retire) > 0 {
+		// relay_queue_backlog follows the queues now running, each with
+		// its own intake gate.
+		if err := r.startBacklog(); err != nil {
+			r.log.Error("relay_queue_backlog not following the reloaded queues", "err", err.Error())
+		}
+	}
 	if old.HTTP.AdminToken != cfg.HTTP.AdminToken {
 		if adm, err := r.newAdmin(); err == nil {
 			r.admin.Store(adm)
