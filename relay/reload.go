@@ -239,6 +239,15 @@ func restartOnly(old, cfg *config.Config) []string {
 	if old.HTTP.Listen != cfg.HTTP.Listen {
 		out = append(out, "http.listen")
 	}
+	// The fleet shares the breakers marked at start (the coordinator and
+	// the bindings of the relay's fleet queue are made once): a share
+	// turned on or off, or a shared breaker added, waits for a restart.
+	for _, name := range slices.Sorted(maps.Keys(cfg.Breakers)) {
+		was, ok := old.Breakers[name]
+		if cfg.Breakers[name].Share != (ok && was.Share) {
+			out = append(out, "breakers."+name+".share")
+		}
+	}
 	return out
 }
 
