@@ -102,9 +102,9 @@ func (r *Relay) startFleet(fo *fleet.AMQPOptions) error {
 // startBacklog reads each queue's ready messages every few seconds into
 // relay_queue_backlog, 0 while an open breaker holds the queue's intake.
 // It reads on the consuming connection, which the broker never blocks.
+// Called again (by a reload that started or retired queues), it replaces
+// the running poller with one of the queues and gates now running.
 func (r *Relay) startBacklog() error {
-	in := r.consumeConn.NewInspector()
-	r.cleanup.push(in.Close)
 	r.mu.RLock()
 	gates := map[string]*intake.Gate{}
 	gauges := map[string]prometheus.Gauge{}
@@ -115,17 +115,40 @@ func (r *Relay) startBacklog() error {
 		names = append(names, q.name)
 	}
 	r.mu.RUnlock()
+	in := r.consumeConn.NewInspector()
 	p, err := backlog.NewPoller(in, names, 0,
 		func(q string) bool { return gates[q].Holds()&intake.HoldBreaker != 0 },
 		func(q string, ready int) { gauges[q].Set(float64(ready)) },
 		backlog.WithLogger(r.log))
 	if err != nil {
+		in.Close()
 		return err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	wg.Go(func() { _ = p.Run(ctx) })
-	r.cleanup.push(func() { cancel(); wg.Wait() })
+	stop := func() { cancel(); wg.Wait(); in.Close() }
+
+	r.backlogMu.Lock()
+	if r.backlogDone {
+		r.backlogMu.Unlock()
+		stop()
+		return nil
+	}
+	prev := r.backlogStop
+	r.backlogStop = stop
+	r.backlogMu.Unlock()
+	if prev != nil {
+		prev()
+		return nil
+	}
+	r.cleanup.push(func() {
+		r.backlogMu.Lock()
+		r.backlogDone = true
+		stop := r.backlogStop
+		r.backlogMu.Unlock()
+		stop()
+	})
 	return nil
 }
 

@@ -36,9 +36,12 @@ func (r *Relay) Run(ctx context.Context) error {
 	if err := r.startBacklog(); err != nil {
 		return err
 	}
+	// Read before consuming is set: from then on a reload may replace
+	// r.cfg.
+	cfg := r.config()
 	r.consuming.Store(true)
-	r.log.Info("relay running", "instance", r.cfg.Instance, "http", r.Addr(),
-		"work_queues", len(r.cfg.Work), "outbound_queues", len(r.cfg.Outbound))
+	r.log.Info("relay running", "instance", cfg.Instance, "http", r.Addr(),
+		"work_queues", len(cfg.Work), "outbound_queues", len(cfg.Outbound))
 
 	var err error
 	select {

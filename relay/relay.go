@@ -111,6 +111,12 @@ type Relay struct {
 	// retiring counts queues a reload removed that are still draining.
 	retiring sync.WaitGroup
 	reloadMu sync.Mutex
+	// backlogStop stops the running relay_queue_backlog poller, which a
+	// reload that starts or retires queues replaces; backlogDone is set
+	// once the relay stopped it for good.
+	backlogMu   sync.Mutex
+	backlogStop func()
+	backlogDone bool
 
 	cleanup   cleanupStack
 	consuming atomic.Bool

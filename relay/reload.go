@@ -213,6 +213,13 @@ func (r *Relay) apply(cfg *config.Config) error {
 			note("queue %s started", q.name)
 		}
 	}
+	if len(start) > 0 || len(retire) > 0 {
+		// relay_queue_backlog follows the queues now running, each with
+		// its own intake gate.
+		if err := r.startBacklog(); err != nil {
+			r.log.Error("relay_queue_backlog not following the reloaded queues", "err", err.Error())
+		}
+	}
 	if old.HTTP.AdminToken != cfg.HTTP.AdminToken {
 		if adm, err := r.newAdmin(); err == nil {
 			r.admin.Store(adm)
@@ -234,6 +241,15 @@ func restartOnly(old, cfg *config.Config) []string {
 	}
 	if old.HTTP.Listen != cfg.HTTP.Listen {
 		out = append(out, "http.listen")
+	}
+	// The fleet shares the breakers marked at start (the coordinator and
+	// the bindings of the relay's fleet queue are made once): a share
+	// turned on or off, or a shared breaker added, waits for a restart.
+	for _, name := range slices.Sorted(maps.Keys(cfg.Breakers)) {
+		was, ok := old.Breakers[name]
+		if cfg.Breakers[name].Share != (ok && was.Share) {
+			out = append(out, "breakers."+name+".share")
+		}
 	}
 	return out
 }
