@@ -228,7 +228,7 @@ func (c *Client) open(ctx context.Context, u string) (*session, error) {
 			rawMu.Lock()
 			raw = conn
 			rawMu.Unlock()
-			return conn, nil
+			return newCorkConn(conn), nil
 		},
 	}
 	conn, err := amqp.DialConfig(u, cfg)

@@ -22,23 +22,30 @@ const (
 	unmatchedLimit = 4096
 )
 
-// session is one connection and its task channel: in confirm mode, and
-// consuming direct reply-to, so that the tasks published on it get their
-// confirms and their replies there. One goroutine, serve, reads confirms,
-// returns and replies and settles the pending tasks.
+// session is one connection and its two channels. Calls go on rpc, which
+// consumes direct reply-to, so that their replies come back there; the
+// reply is their confirmation, so rpc is not in confirm mode, which would
+// only add an ack per call for the broker to send and the client to read.
+// Tasks without a reply go on pub, in confirm mode. One goroutine per
+// channel reads its replies or confirms, and its returns, and settles the
+// pending tasks.
 type session struct {
 	conn *amqp.Connection
-	ch   *amqp.Channel
+	rpc  *amqp.Channel
+	pub  *amqp.Channel
 	node string
 
-	confirms  chan amqp.Confirmation
-	returns   chan amqp.Return
-	replies   <-chan amqp.Delivery
-	connClose chan *amqp.Error
-	chClose   chan *amqp.Error
-	lost      chan struct{} // closed when the session ends
+	confirms   chan amqp.Confirmation // pub's
+	returns    chan amqp.Return       // pub's
+	rpcReturns chan amqp.Return
+	replies    <-chan amqp.Delivery
+	connClose  chan *amqp.Error
+	rpcClose   chan *amqp.Error
+	pubClose   chan *amqp.Error
+	lost       chan struct{} // closed when the session ends
 
-	pubMu sync.Mutex // held across tag assignment and the publish frame
+	pubMu   sync.Mutex // held across tag assignment and the publish frame on pub
+	endOnce sync.Once
 
 	mu        sync.Mutex
 	dead      bool
@@ -49,29 +56,37 @@ type session struct {
 }
 
 func newSession(conn *amqp.Connection, node string) (*session, error) {
-	ch, err := conn.Channel()
+	rpc, err := conn.Channel()
 	if err != nil {
 		return nil, fmt.Errorf("opening a channel: %w", err)
 	}
-	if err := ch.Confirm(false); err != nil {
+	pub, err := conn.Channel()
+	if err != nil {
+		return nil, fmt.Errorf("opening a channel: %w", err)
+	}
+	if err := pub.Confirm(false); err != nil {
 		return nil, fmt.Errorf("turning on publisher confirms: %w", err)
 	}
 	s := &session{
-		conn:      conn,
-		ch:        ch,
-		node:      node,
-		confirms:  ch.NotifyPublish(make(chan amqp.Confirmation, confirmBuffer)),
-		returns:   ch.NotifyReturn(make(chan amqp.Return, returnBuffer)),
-		connClose: conn.NotifyClose(make(chan *amqp.Error, 1)),
-		chClose:   ch.NotifyClose(make(chan *amqp.Error, 1)),
-		lost:      make(chan struct{}),
-		pending:   make(map[uint64]*Pending),
-		calls:     make(map[string]*Pending),
+		conn:       conn,
+		rpc:        rpc,
+		pub:        pub,
+		node:       node,
+		confirms:   pub.NotifyPublish(make(chan amqp.Confirmation, confirmBuffer)),
+		returns:    pub.NotifyReturn(make(chan amqp.Return, returnBuffer)),
+		rpcReturns: rpc.NotifyReturn(make(chan amqp.Return, returnBuffer)),
+		connClose:  conn.NotifyClose(make(chan *amqp.Error, 1)),
+		rpcClose:   rpc.NotifyClose(make(chan *amqp.Error, 1)),
+		pubClose:   pub.NotifyClose(make(chan *amqp.Error, 1)),
+		lost:       make(chan struct{}),
+		pending:    make(map[uint64]*Pending),
+		calls:      make(map[string]*Pending),
 	}
-	if s.replies, err = ch.Consume(directReplyTo, "", true, false, false, false, nil); err != nil {
+	if s.replies, err = rpc.Consume(directReplyTo, "", true, false, false, false, nil); err != nil {
 		return nil, fmt.Errorf("consuming %s: %w", directReplyTo, err)
 	}
-	go s.serve()
+	go s.serveCalls()
+	go s.servePublishes()
 	return s, nil
 }
 
@@ -89,17 +104,44 @@ func (s *session) reason() error {
 	return s.why
 }
 
-// serve settles confirms, returns and replies until the channel or the
-// connection closes. A return is read before the confirm that follows it:
-// amqp091 hands a basic.return to its listener before it reads the
-// basic.ack after it, so draining the returns before each confirm finds
-// it.
-func (s *session) serve() {
-	var why error = ErrConnectionLost
-	defer func() { s.fail(why) }()
+// serveCalls settles calls by their replies and returns until rpc or
+// the connection closes. It selects over two channels only, as a
+// hand-written reply loop would: the call path pays for nothing else.
+func (s *session) serveCalls() {
+	defer s.end()
+	returns := s.rpcReturns
 	for {
 		select {
-		case r := <-s.returns:
+		case d, ok := <-s.replies:
+			if !ok {
+				return
+			}
+			s.reply(d)
+		case r, ok := <-returns:
+			if !ok {
+				returns = nil
+				continue
+			}
+			s.callReturned(r)
+		}
+	}
+}
+
+// servePublishes settles published tasks by their confirms until pub or
+// the connection closes. A return is read before the confirm that
+// follows it: amqp091 hands a basic.return to its listener before it
+// reads the basic.ack after it, so draining the returns before each
+// confirm finds it.
+func (s *session) servePublishes() {
+	defer s.end()
+	returns := s.returns
+	for {
+		select {
+		case r, ok := <-returns:
+			if !ok {
+				returns = nil
+				continue
+			}
 			s.addReturn(r)
 		case c, ok := <-s.confirms:
 			if !ok {
@@ -107,29 +149,36 @@ func (s *session) serve() {
 			}
 			s.drainReturns()
 			s.confirm(c)
-		case d, ok := <-s.replies:
-			if !ok {
-				return
-			}
-			s.reply(d)
-		case e := <-s.connClose:
-			if e != nil {
-				why = fmt.Errorf("%w: %s", ErrConnectionLost, e.Reason)
-			}
-			return
-		case e := <-s.chClose:
-			if e != nil {
-				why = fmt.Errorf("%w: channel closed: %s", ErrConnectionLost, e.Reason)
-			}
-			return
 		}
 	}
+}
+
+// end ends the session once either loop stops, and closes the
+// connection so that the other one stops too.
+func (s *session) end() {
+	s.endOnce.Do(func() {
+		var why error = ErrConnectionLost
+		for _, c := range []chan *amqp.Error{s.connClose, s.rpcClose, s.pubClose} {
+			select {
+			case e := <-c:
+				if e != nil && why == ErrConnectionLost {
+					why = fmt.Errorf("%w: %s", ErrConnectionLost, e.Reason)
+				}
+			default:
+			}
+		}
+		s.fail(why)
+		_ = s.conn.Close()
+	})
 }
 
 func (s *session) drainReturns() {
 	for {
 		select {
-		case r := <-s.returns:
+		case r, ok := <-s.returns:
+			if !ok {
+				return
+			}
 			s.addReturn(r)
 		default:
 			return
@@ -137,13 +186,23 @@ func (s *session) drainReturns() {
 	}
 }
 
+// callReturned settles a call whose task no queue took; its reply will
+// not come.
+func (s *session) callReturned(r amqp.Return) {
+	s.mu.Lock()
+	p, ok := s.calls[r.CorrelationId]
+	if ok && p.matches(r) {
+		delete(s.calls, r.CorrelationId)
+	}
+	s.mu.Unlock()
+	if ok {
+		p.settleReply(nil, unroutable(r))
+	}
+}
+
 func (s *session) addReturn(r amqp.Return) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if p, ok := s.calls[r.CorrelationId]; ok && r.CorrelationId != "" && p.matches(r) {
-		delete(s.calls, r.CorrelationId)
-		p.settleReply(nil, unroutable(r))
-	}
 	if len(s.unmatched) >= unmatchedLimit {
 		s.unmatched = s.unmatched[1:]
 	}
@@ -163,10 +222,6 @@ func (s *session) confirm(c amqp.Confirmation) {
 	}
 	delete(s.pending, c.DeliveryTag)
 	if !c.Ack {
-		if s.calls[p.corr] == p {
-			delete(s.calls, p.corr)
-			p.settleReply(nil, ErrNacked)
-		}
 		p.settleConfirm(ErrNacked)
 		return
 	}
@@ -220,10 +275,13 @@ func (s *session) fail(why error) {
 // had ended; it is safe to send it on the next one.
 var errSessionDead = errors.New("session ended")
 
-// publish sends msg to queue through the default exchange, mandatory,
-// and records p to settle by its confirm (and, with a reply, by its
-// correlation id).
+// publish sends msg to queue through the default exchange, mandatory:
+// a task with a reply on rpc, recorded by its correlation id; one without
+// on pub, recorded to settle by its confirm.
 func (s *session) publish(ctx context.Context, queue string, msg *amqp.Publishing, p *Pending) error {
+	if p.replyDone != nil {
+		return s.publishCall(ctx, queue, msg, p)
+	}
 	s.pubMu.Lock()
 	defer s.pubMu.Unlock()
 	s.mu.Lock()
@@ -231,31 +289,47 @@ func (s *session) publish(ctx context.Context, queue string, msg *amqp.Publishin
 		s.mu.Unlock()
 		return errSessionDead
 	}
-	if p.replyDone != nil {
-		if _, dup := s.calls[p.corr]; dup {
-			s.mu.Unlock()
-			return ErrDuplicateCorrelationID
-		}
-		s.calls[p.corr] = p
-	}
-	tag := s.ch.GetNextPublishSeqNo()
+	tag := s.pub.GetNextPublishSeqNo()
 	s.pending[tag] = p
 	p.s = s
 	s.mu.Unlock()
-	err := s.ch.PublishWithContext(ctx, "", queue, true, false, *msg)
+	err := s.pub.PublishWithContext(ctx, "", queue, true, false, *msg)
 	if err == nil {
 		return nil
 	}
 	s.mu.Lock()
 	delete(s.pending, tag)
-	if s.calls[p.corr] == p {
-		delete(s.calls, p.corr)
-	}
 	s.mu.Unlock()
+	return sendError(err)
+}
+
+func (s *session) publishCall(ctx context.Context, queue string, msg *amqp.Publishing, p *Pending) error {
+	s.mu.Lock()
+	if s.dead {
+		s.mu.Unlock()
+		return errSessionDead
+	}
+	if _, dup := s.calls[p.corr]; dup {
+		s.mu.Unlock()
+		return ErrDuplicateCorrelationID
+	}
+	s.calls[p.corr] = p
+	p.s = s
+	s.mu.Unlock()
+	err := s.rpc.PublishWithContext(ctx, "", queue, true, false, *msg)
+	if err == nil {
+		return nil
+	}
+	s.forget(p)
+	return sendError(err)
+}
+
+// sendError: a frame that failed to go out whole is dropped by the
+// broker, and the connection is going, so the task can go on the next
+// one.
+func sendError(err error) error {
 	var netErr net.Error
 	if errors.Is(err, amqp.ErrClosed) || errors.As(err, &netErr) || errors.Is(err, io.ErrClosedPipe) {
-		// A frame that failed to go out whole is dropped by the broker,
-		// and the connection is going: the task goes on the next one.
 		return errSessionDead
 	}
 	return err
@@ -278,8 +352,8 @@ func (s *session) waiting() (calls, confirms int) {
 	return len(s.calls), len(s.pending)
 }
 
-// samePublishing: returns carry no delivery tag, so a return is matched
-// by what was published. Byte-identical messages are interchangeable.
+// matches: returns carry no delivery tag, so a return is matched by what
+// was published. Byte-identical messages are interchangeable.
 func (p *Pending) matches(r amqp.Return) bool {
 	return r.RoutingKey == p.queue &&
 		r.MessageId == p.msg.MessageId &&

@@ -138,8 +138,26 @@ func (p *Pending) CorrelationID() string { return p.corr }
 // Confirmed waits for the broker's confirm: nil once the broker has the
 // task. An error matching ErrUnconfirmed (the connection was lost, or ctx
 // ended first) leaves the task's fate unknown; ErrUnroutable and
-// ErrNacked say it was not taken.
+// ErrNacked say it was not taken. A task published with Request is
+// confirmed by its reply, the surest sign the broker had it: Confirmed
+// waits for the reply (an error reply counts as taken).
 func (p *Pending) Confirmed(ctx context.Context) error {
+	if p.replyDone != nil {
+		select {
+		case <-p.replyDone:
+		case <-ctx.Done():
+			return fmt.Errorf("%w: %w", ErrUnconfirmed, ctx.Err())
+		}
+		err := p.replyErr
+		var te *TaskError
+		switch {
+		case err == nil || errors.As(err, &te):
+			return nil
+		case errors.Is(err, ErrConnectionLost):
+			return fmt.Errorf("%w (%v)", ErrUnconfirmed, err)
+		}
+		return err
+	}
 	select {
 	case <-p.confirmDone:
 		return p.confirmErr
@@ -204,7 +222,8 @@ func (c *Client) Publish(ctx context.Context, queue string, body []byte, opts ..
 
 // Request publishes a task like Publish, with the client's reply address
 // and a correlation id, and returns at once; its Pending waits for the
-// reply. Cancel it when the reply is no longer wanted.
+// reply. Cancel it when the reply is no longer wanted. The reply stands
+// for the broker's confirm (see Pending.Confirmed).
 func (c *Client) Request(ctx context.Context, queue string, body []byte, opts ...CallOption) (*Pending, error) {
 	return c.send(ctx, queue, body, true, opts)
 }
@@ -214,14 +233,18 @@ func (c *Client) send(ctx context.Context, queue string, body []byte, reply bool
 	for _, o := range opts {
 		o(msg)
 	}
-	if msg.MessageId == "" {
-		msg.MessageId = randomID()
-	}
 	if reply {
-		if msg.CorrelationId == "" {
+		switch {
+		case msg.MessageId == "" && msg.CorrelationId == "":
+			msg.MessageId, msg.CorrelationId = randomIDs()
+		case msg.MessageId == "":
+			msg.MessageId = randomID()
+		case msg.CorrelationId == "":
 			msg.CorrelationId = randomID()
 		}
 		msg.ReplyTo = directReplyTo
+	} else if msg.MessageId == "" {
+		msg.MessageId = randomID()
 	}
 	for {
 		if err := ctx.Err(); err != nil {
@@ -231,9 +254,11 @@ func (c *Client) send(ctx context.Context, queue string, body []byte, reply bool
 		if err != nil {
 			return nil, err
 		}
-		p := &Pending{queue: queue, corr: msg.CorrelationId, msg: msg, confirmDone: make(chan struct{})}
+		p := &Pending{queue: queue, corr: msg.CorrelationId, msg: msg}
 		if reply {
 			p.replyDone = make(chan struct{})
+		} else {
+			p.confirmDone = make(chan struct{})
 		}
 		err = s.publish(ctx, queue, msg, p)
 		if errors.Is(err, errSessionDead) {
@@ -330,4 +355,13 @@ func randomID() string {
 	var b [16]byte
 	_, _ = rand.Read(b[:])
 	return hex.EncodeToString(b[:])
+}
+
+// randomIDs returns two ids like randomID from one read of the random
+// source, for a call's message id and correlation id.
+func randomIDs() (string, string) {
+	var b [32]byte
+	_, _ = rand.Read(b[:])
+	s := hex.EncodeToString(b[:])
+	return s[:32], s[32:]
 }
