@@ -203,3 +203,18 @@ func TestUnconfirmedPublishSaysItMayHaveBeenPublished(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// With --reply a task no queue takes fails at once, not after --timeout.
+func TestPublishReplyToAMissingQueueExits1AtOnce(t *testing.T) {
+	url := testbroker.URL(t)
+	q := testbroker.Unique("cli.nowhere")
+	start := time.Now()
+	code, out, errOut := runExe(t, nil, "publish", "--url", url, "--queue", q, "--reply", "--timeout", "30s", "x")
+	want := fmt.Sprintf("relay: queue %q does not exist (the message came back unroutable)\n", q)
+	if code != 1 || out != "" || errOut != want {
+		t.Fatalf("exit %d, stdout %q, stderr %q; want 1, \"\", %q", code, out, errOut, want)
+	}
+	if took := time.Since(start); took > 10*time.Second {
+		t.Fatalf("took %s", took)
+	}
+}

@@ -65,10 +65,15 @@ own.
 
 With --reply the command sets reply_to to RabbitMQ's direct reply-to (no
 queue is declared) and a correlation_id, and waits up to --timeout for the
-reply. It prints the reply body to stdout (with a newline added
-when it lacks one) and its x-relay-* headers to stderr, one "key: value"
-per line. In a batch it waits for every reply, and before each reply's
-headers prints its "correlation_id: ...".
+reply, which stands for the broker's confirm. It prints the reply body to
+stdout (with a newline added when it lacks one) and its x-relay-* headers
+to stderr, one "key: value" per line. In a batch it waits for every reply,
+and before each reply's headers prints its "correlation_id: ..."; the
+"confirmed N/M" progress lines are left out.
+
+A confirm that does not come within --timeout leaves the message's fate
+unknown: it may have been published all the same. The command says so,
+with the message id to publish it again under, and exits 3.
 
 Exit codes: 0 published (and replied), 1 an error or a reply carrying
 x-relay-error, 2 bad usage or configuration, 3 a timeout.`,
@@ -93,7 +98,7 @@ x-relay-error, 2 bad usage or configuration, 3 a timeout.`,
 	f := cmd.Flags()
 	f.StringVarP(&o.queue, "queue", "q", "", "queue to publish to (required)")
 	f.BoolVar(&o.reply, "reply", false, "wait for the reply and print it")
-	f.DurationVar(&o.timeout, "timeout", 30*time.Second, "how long to wait for a confirm and, with --reply, for the replies")
+	f.DurationVar(&o.timeout, "timeout", 30*time.Second, "how long to wait for a confirm or, with --reply, for the replies")
 	f.StringArrayVarP(&o.headers, "header", "H", nil, "message header K=V (repeatable)")
 	f.StringVar(&o.contentType, "content-type", "", "content type (default: guessed from the body)")
 	f.StringVarP(&o.file, "file", "f", "", "read the body from this file (- for standard input)")
@@ -142,18 +147,21 @@ func runPublish(cmd *cobra.Command, o *publishOptions, args []string) error {
 	tasks := buildTasks(o, body, headers)
 	stderr := cmd.ErrOrStderr()
 	var prog *progress
-	if o.n >= progressFrom {
+	if o.n >= progressFrom && !o.reply { // with --reply each reply's headers show the progress
 		prog = newProgress(stderr, o.n, isTerminalWriter(stderr))
 	}
-	sent, err := publishAll(ctx, c, o.queue, tasks, o.reply, o.timeout, o.connectTimeout, prog)
-	if err != nil {
+	if o.reply {
+		sent, err := requestAll(ctx, c, o.queue, tasks, max(o.connectTimeout, o.timeout))
+		if err != nil {
+			return err
+		}
+		return awaitReplies(ctx, cmd.OutOrStdout(), stderr, o.queue, sent, o.timeout)
+	}
+	if err := publishAll(ctx, c, o.queue, tasks, o.timeout, o.connectTimeout, prog); err != nil {
 		return err
 	}
-	if !o.reply {
-		fmt.Fprintf(stderr, "published %d %s to %s\n", o.n, plural(o.n, "message", "messages"), o.queue)
-		return nil
-	}
-	return awaitReplies(ctx, cmd.OutOrStdout(), stderr, sent, o.timeout)
+	fmt.Fprintf(stderr, "published %d %s to %s\n", o.n, plural(o.n, "message", "messages"), o.queue)
+	return nil
 }
 
 // parseHeaders turns K=V pairs into message headers.
@@ -237,12 +245,11 @@ func nth(given string, i, n int) string {
 	return given + "-" + strconv.Itoa(i+1)
 }
 
-// publishAll publishes tasks to queue (with the client's reply address
-// when reply is set) with at most maxInFlight awaiting their confirms,
-// and returns once every one is confirmed. Each confirm is awaited for
-// up to timeout; publishing itself waits up to connectTimeout while the
-// connection is being restored.
-func publishAll(ctx context.Context, c *client.Client, queue string, tasks []client.Task, reply bool, timeout, connectTimeout time.Duration, prog *progress) ([]*client.Pending, error) {
+// publishAll publishes tasks to queue with at most maxInFlight awaiting
+// their confirms, and returns once every one is confirmed. Each confirm
+// is awaited for up to timeout; publishing itself waits up to
+// connectTimeout while the connection is being restored.
+func publishAll(ctx context.Context, c *client.Client, queue string, tasks []client.Task, timeout, connectTimeout time.Duration, prog *progress) error {
 	sent := make([]*client.Pending, 0, len(tasks))
 	oldest := 0 // the first of sent not yet confirmed
 	waitOldest := func() error {
@@ -258,33 +265,50 @@ func publishAll(ctx context.Context, c *client.Client, queue string, tasks []cli
 	for _, t := range tasks {
 		if len(sent)-oldest == maxInFlight {
 			if err := waitOldest(); err != nil {
-				return nil, err
+				return err
 			}
 		}
 		pctx, cancel := context.WithTimeout(ctx, max(connectTimeout, timeout))
-		var p *client.Pending
-		var err error
-		if reply {
-			p, err = c.Request(pctx, queue, t.Body, t.Options...)
-		} else {
-			p, err = c.Publish(pctx, queue, t.Body, t.Options...)
-		}
+		p, err := c.Publish(pctx, queue, t.Body, t.Options...)
 		cancel()
 		if err != nil {
-			if ctx.Err() != nil {
-				return nil, exitCode(1, errors.New("interrupted"))
-			}
-			return nil, exitCode(1, fmt.Errorf("publishing to %q: %w", queue, err))
+			return publishError(ctx, queue, err)
 		}
 		sent = append(sent, p)
 	}
 	for oldest < len(sent) {
 		if err := waitOldest(); err != nil {
-			return nil, err
+			return err
 		}
 	}
 	prog.done(oldest)
+	return nil
+}
+
+// requestAll publishes tasks to queue with the client's reply address.
+// Their replies are their receipts, awaited by awaitReplies.
+func requestAll(ctx context.Context, c *client.Client, queue string, tasks []client.Task, publishTimeout time.Duration) ([]*client.Pending, error) {
+	sent := make([]*client.Pending, 0, len(tasks))
+	for _, t := range tasks {
+		pctx, cancel := context.WithTimeout(ctx, publishTimeout)
+		p, err := c.Request(pctx, queue, t.Body, t.Options...)
+		cancel()
+		if err != nil {
+			for _, p := range sent {
+				p.Cancel()
+			}
+			return nil, publishError(ctx, queue, err)
+		}
+		sent = append(sent, p)
+	}
 	return sent, nil
+}
+
+func publishError(ctx context.Context, queue string, err error) error {
+	if ctx.Err() != nil {
+		return exitCode(1, errors.New("interrupted"))
+	}
+	return exitCode(1, fmt.Errorf("publishing to %q: %w", queue, err))
 }
 
 // confirmError says why a publish was not confirmed, with its exit code.
@@ -312,7 +336,7 @@ func confirmError(ctx context.Context, queue string, timeout time.Duration, unse
 
 // awaitReplies waits for the reply of every task, printing each as it
 // comes: body to stdout, x-relay-* headers to stderr.
-func awaitReplies(ctx context.Context, stdout, stderr io.Writer, sent []*client.Pending, timeout time.Duration) error {
+func awaitReplies(ctx context.Context, stdout, stderr io.Writer, queue string, sent []*client.Pending, timeout time.Duration) error {
 	type result struct {
 		p     *client.Pending
 		reply *client.Reply
@@ -343,6 +367,8 @@ func awaitReplies(ctx context.Context, stdout, stderr io.Writer, sent []*client.
 			failed++
 		case ctx.Err() != nil:
 			return exitCode(1, errors.New("interrupted"))
+		case errors.Is(res.err, client.ErrUnroutable):
+			return exitCode(1, fmt.Errorf("queue %q does not exist (the message came back unroutable)", queue))
 		case errors.Is(res.err, context.DeadlineExceeded):
 			if len(sent) == 1 {
 				return exitCode(3, fmt.Errorf("no reply within %s", timeout))
