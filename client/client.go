@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
@@ -22,10 +23,13 @@ type Client struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
-	mu    sync.Mutex
-	sess  *session      // nil while disconnected
-	ready chan struct{} // closed when sess is set, or at Close
-	next  int           // the node to try next
+	// cur is the session calls use, nil while disconnected: read without
+	// a lock on every call. mu guards changing it, with ready and next.
+	cur    atomic.Pointer[session]
+	closed atomic.Bool
+	mu     sync.Mutex
+	ready  chan struct{} // closed when cur is set, or at Close
+	next   int           // the node to try next
 }
 
 // Dial connects to the broker at url, a URL or a comma-separated list of
@@ -60,13 +64,13 @@ func Dial(ctx context.Context, url string, opts ...Option) (*Client, error) {
 // fail; later calls return ErrClosed. It is safe to call more than once.
 func (c *Client) Close() error {
 	c.mu.Lock()
-	if c.ctx.Err() != nil {
+	if c.closed.Load() {
 		c.mu.Unlock()
 		return nil
 	}
+	c.closed.Store(true)
 	c.cancel()
-	s := c.sess
-	c.sess = nil
+	s := c.cur.Swap(nil)
 	select {
 	case <-c.ready:
 	default:
@@ -84,21 +88,22 @@ func (c *Client) Close() error {
 // Node is the host:port of the node the client is connected to, or ""
 // while it is not.
 func (c *Client) Node() string {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.sess == nil {
-		return ""
+	if s := c.cur.Load(); s != nil {
+		return s.node
 	}
-	return c.sess.node
+	return ""
 }
 
 // session waits for a connection (up to ctx) and returns it.
 func (c *Client) session(ctx context.Context) (*session, error) {
 	for {
+		if s := c.cur.Load(); s != nil {
+			return s, nil
+		}
 		c.mu.Lock()
-		s, ready := c.sess, c.ready
+		s, ready := c.cur.Load(), c.ready
 		c.mu.Unlock()
-		if c.ctx.Err() != nil {
+		if c.closed.Load() {
 			return nil, ErrClosed
 		}
 		if s != nil {
@@ -112,15 +117,20 @@ func (c *Client) session(ctx context.Context) (*session, error) {
 	}
 }
 
-func (c *Client) install(s *session) {
+// install makes s the session calls use, unless the client is closed.
+func (c *Client) install(s *session) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.sess = s
+	if c.closed.Load() {
+		return false
+	}
+	c.cur.Store(s)
 	select {
 	case <-c.ready:
 	default:
 		close(c.ready)
 	}
+	return true
 }
 
 // supervise replaces a lost session until Close.
@@ -133,8 +143,7 @@ func (c *Client) supervise(s *session) {
 			return
 		}
 		c.mu.Lock()
-		if c.sess == s {
-			c.sess = nil
+		if c.cur.CompareAndSwap(s, nil) {
 			c.ready = make(chan struct{})
 		}
 		c.mu.Unlock()
@@ -144,14 +153,10 @@ func (c *Client) supervise(s *session) {
 		if err != nil {
 			return // closed
 		}
-		c.mu.Lock()
-		if c.ctx.Err() != nil {
-			c.mu.Unlock()
+		if !c.install(next) {
 			_ = next.close()
 			return
 		}
-		c.mu.Unlock()
-		c.install(next)
 		c.opts.logger.Info("broker connection restored", "node", next.node)
 		s = next
 	}
@@ -256,9 +261,7 @@ func (c *Client) open(ctx context.Context, u string) (*session, error) {
 // waiting is how many calls wait for their reply and tasks for their
 // confirm on the current connection.
 func (c *Client) waiting() (calls, confirms int) {
-	c.mu.Lock()
-	s := c.sess
-	c.mu.Unlock()
+	s := c.cur.Load()
 	if s == nil {
 		return 0, 0
 	}

@@ -47,12 +47,15 @@ type session struct {
 	pubMu   sync.Mutex // held across tag assignment and the publish frame on pub
 	endOnce sync.Once
 
-	mu        sync.Mutex
+	mu        sync.Mutex // guards the published tasks
 	dead      bool
 	why       error
 	pending   map[uint64]*Pending // awaiting their confirm, by delivery tag
-	calls     map[string]*Pending // awaiting their reply, by correlation id
 	unmatched []amqp.Return       // returns whose confirm has not come yet
+
+	callsMu   sync.Mutex // guards the calls, apart from the published tasks
+	callsDead bool
+	calls     map[string]*Pending // awaiting their reply, by correlation id
 }
 
 func newSession(conn *amqp.Connection, node string) (*session, error) {
@@ -189,12 +192,12 @@ func (s *session) drainReturns() {
 // callReturned settles a call whose task no queue took; its reply will
 // not come.
 func (s *session) callReturned(r amqp.Return) {
-	s.mu.Lock()
+	s.callsMu.Lock()
 	p, ok := s.calls[r.CorrelationId]
 	if ok && p.matches(r) {
 		delete(s.calls, r.CorrelationId)
 	}
-	s.mu.Unlock()
+	s.callsMu.Unlock()
 	if ok {
 		p.settleReply(nil, unroutable(r))
 	}
@@ -236,12 +239,12 @@ func (s *session) confirm(c amqp.Confirmation) {
 }
 
 func (s *session) reply(d amqp.Delivery) {
-	s.mu.Lock()
+	s.callsMu.Lock()
 	p, ok := s.calls[d.CorrelationId]
 	if ok {
 		delete(s.calls, d.CorrelationId)
 	}
-	s.mu.Unlock()
+	s.callsMu.Unlock()
 	if !ok {
 		return // late (the call gave up), a duplicate, or not ours
 	}
@@ -259,9 +262,14 @@ func (s *session) fail(why error) {
 	s.mu.Lock()
 	s.dead = true
 	s.why = why
-	pending, calls := s.pending, s.calls
-	s.pending, s.calls = map[uint64]*Pending{}, map[string]*Pending{}
+	pending := s.pending
+	s.pending = map[uint64]*Pending{}
 	s.mu.Unlock()
+	s.callsMu.Lock()
+	s.callsDead = true
+	calls := s.calls
+	s.calls = map[string]*Pending{}
+	s.callsMu.Unlock()
 	for _, p := range pending {
 		p.settleConfirm(fmt.Errorf("%w (%v)", ErrUnconfirmed, why))
 	}
@@ -304,18 +312,18 @@ func (s *session) publish(ctx context.Context, queue string, msg *amqp.Publishin
 }
 
 func (s *session) publishCall(ctx context.Context, queue string, msg *amqp.Publishing, p *Pending) error {
-	s.mu.Lock()
-	if s.dead {
-		s.mu.Unlock()
+	s.callsMu.Lock()
+	if s.callsDead {
+		s.callsMu.Unlock()
 		return errSessionDead
 	}
 	if _, dup := s.calls[p.corr]; dup {
-		s.mu.Unlock()
+		s.callsMu.Unlock()
 		return ErrDuplicateCorrelationID
 	}
 	s.calls[p.corr] = p
 	p.s = s
-	s.mu.Unlock()
+	s.callsMu.Unlock()
 	err := s.rpc.PublishWithContext(ctx, "", queue, true, false, *msg)
 	if err == nil {
 		return nil
@@ -337,8 +345,8 @@ func sendError(err error) error {
 
 // forget drops a call that no longer waits for its reply.
 func (s *session) forget(p *Pending) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.callsMu.Lock()
+	defer s.callsMu.Unlock()
 	if s.calls[p.corr] == p {
 		delete(s.calls, p.corr)
 	}
@@ -347,9 +355,12 @@ func (s *session) forget(p *Pending) {
 // waiting is how many calls wait for a reply and how many tasks for a
 // confirm.
 func (s *session) waiting() (calls, confirms int) {
+	s.callsMu.Lock()
+	calls = len(s.calls)
+	s.callsMu.Unlock()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return len(s.calls), len(s.pending)
+	return calls, len(s.pending)
 }
 
 // matches: returns carry no delivery tag, so a return is matched by what
