@@ -218,3 +218,50 @@ func TestPublishReplyToAMissingQueueExits1AtOnce(t *testing.T) {
 		t.Fatalf("took %s", took)
 	}
 }
+
+// A broker that takes the TCP connection and never answers costs
+// --connect-timeout, not more: the message's "within" is kept.
+func TestSilentBrokerExits1WithinTheConnectTimeout(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var held []net.Conn
+	wg.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			held = append(held, c)
+			mu.Unlock()
+		}
+	})
+	t.Cleanup(func() {
+		ln.Close()
+		wg.Wait()
+		mu.Lock()
+		for _, c := range held {
+			c.Close()
+		}
+		mu.Unlock()
+	})
+	addr := ln.Addr().String()
+	for _, cmd := range [][]string{{"publish", "--queue", "q", "x"}, {"watch"}, {"queues"}} {
+		t.Run(cmd[0], func(t *testing.T) {
+			start := time.Now()
+			code, _, errOut := runExe(t, nil, append(cmd, "--url", "amqp://guest:secret@"+addr+"/", "--connect-timeout", "700ms")...)
+			took := time.Since(start)
+			want := "relay: could not connect to broker amqp://guest:***@" + addr + "/ within 700ms: no answer from " + addr + ": context deadline exceeded\n"
+			if code != 1 || errOut != want {
+				t.Fatalf("exit %d, stderr %q; want 1, %q", code, errOut, want)
+			}
+			if took > 3*time.Second {
+				t.Fatalf("took %s with a 700ms connect timeout", took)
+			}
+		})
+	}
+}

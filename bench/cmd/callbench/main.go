@@ -57,9 +57,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	var o options
 	var callers string
 	fs.StringVar(&o.url, "url", "amqp://guest:guest@127.0.0.1:5672/", "broker on this host")
-	fs.IntVar(&o.rounds, "rounds", 3, "rounds; each runs both implementations at every concurrency, in alternating order")
-	fs.DurationVar(&o.warmup, "warmup", 500*time.Millisecond, "load before each measured window")
-	fs.DurationVar(&o.duration, "duration", 3*time.Second, "length of each measured window")
+	fs.IntVar(&o.rounds, "rounds", 10, "rounds; each runs both implementations at every concurrency, in alternating order")
+	fs.DurationVar(&o.warmup, "warmup", 100*time.Millisecond, "load before each measured window")
+	fs.DurationVar(&o.duration, "duration", 500*time.Millisecond, "length of each measured window; short windows, many rounds: the load of other processes changes less within a pair")
 	fs.StringVar(&callers, "callers", "1,8,64", "concurrent callers, comma-separated")
 	fs.IntVar(&o.body, "body", 256, "task body in bytes")
 	fs.IntVar(&o.responders, "responders", 2, "consumers of the responder standing in for the relay")
