@@ -146,3 +146,42 @@ func TestRedactURL(t *testing.T) {
 		}
 	}
 }
+
+// A node that takes the TCP connection and never answers holds Dial only
+// until its context ends, and leaves no goroutine behind (TestMain's
+// goleak check).
+func TestDialGivesUpOnASilentNodeAtTheContext(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	held := make(chan net.Conn, 16)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				close(held)
+				return
+			}
+			held <- c
+		}
+	}()
+	defer func() {
+		ln.Close()
+		for c := range held {
+			c.Close()
+		}
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	_, err = Dial(ctx, "amqp://guest:guest@"+ln.Addr().String()+"/", WithDialTimeout(time.Minute))
+	if took := time.Since(start); took > 2*time.Second {
+		t.Fatalf("Dial took %s with a 300ms context", took)
+	}
+	var de *DialError
+	if !errors.As(err, &de) || !errors.Is(err, context.DeadlineExceeded) || de.Refused {
+		t.Fatalf("Dial = %v; want a DialError for the deadline", err)
+	}
+}
