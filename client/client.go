@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net"
@@ -237,13 +238,21 @@ func (c *Client) open(ctx context.Context, u string) (*session, error) {
 		},
 	}
 	conn, err := amqp.DialConfig(u, cfg)
-	if !stop() {
-		// The context ended during the handshake: the socket is closed.
-		if err == nil {
-			_ = conn.Close()
-		}
+	fired := !stop()
+	if fired && err == nil {
+		// The context ended as the handshake finished: the socket is closed.
+		_ = conn.Close()
+	}
+	dl, hasDL := actx.Deadline()
+	expired := actx.Err() != nil || (hasDL && !time.Now().Before(dl))
+	if fired || (err != nil && expired) {
+		// The socket's deadline (the context's) may cut the handshake a
+		// moment before the context's timer fires.
 		if err == nil || !permanent(err) {
-			err = fmt.Errorf("no answer from %s: %w", node(u), actx.Err())
+			err = fmt.Errorf("no answer from %s: %w", node(u), context.DeadlineExceeded)
+			if ctx.Err() != nil && !errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				err = fmt.Errorf("no answer from %s: %w", node(u), ctx.Err())
+			}
 		}
 		return nil, err
 	}
