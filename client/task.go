@@ -100,7 +100,7 @@ type Pending struct {
 	s     *session
 	queue string
 	corr  string
-	msg   *amqp.Publishing
+	msg   amqp.Publishing
 
 	confirmOnce sync.Once
 	confirmDone chan struct{}
@@ -229,7 +229,9 @@ func (c *Client) Request(ctx context.Context, queue string, body []byte, opts ..
 }
 
 func (c *Client) send(ctx context.Context, queue string, body []byte, reply bool, opts []CallOption) (*Pending, error) {
-	msg := &amqp.Publishing{DeliveryMode: amqp.Persistent, Timestamp: time.Now(), Body: body}
+	p := &Pending{queue: queue}
+	msg := &p.msg
+	*msg = amqp.Publishing{DeliveryMode: amqp.Persistent, Timestamp: time.Now(), Body: body}
 	for _, o := range opts {
 		o(msg)
 	}
@@ -246,6 +248,7 @@ func (c *Client) send(ctx context.Context, queue string, body []byte, reply bool
 	} else if msg.MessageId == "" {
 		msg.MessageId = randomID()
 	}
+	p.corr = msg.CorrelationId
 	for {
 		if err := ctx.Err(); err != nil {
 			return nil, err
@@ -254,20 +257,21 @@ func (c *Client) send(ctx context.Context, queue string, body []byte, reply bool
 		if err != nil {
 			return nil, err
 		}
-		p := &Pending{queue: queue, corr: msg.CorrelationId, msg: msg}
 		if reply {
 			p.replyDone = make(chan struct{})
 		} else {
 			p.confirmDone = make(chan struct{})
 		}
-		err = s.publish(ctx, queue, msg, p)
+		err = s.publish(ctx, queue, &p.msg, p)
 		if errors.Is(err, errSessionDead) {
-			// Nothing was sent; the next connection takes it.
+			// Nothing was sent; the next connection takes it, with a
+			// Pending the dying one cannot have settled.
 			select {
 			case <-s.lost:
 			case <-ctx.Done():
 				return nil, ctx.Err()
 			}
+			p = &Pending{queue: queue, corr: p.corr, msg: p.msg}
 			continue
 		}
 		if err != nil {
