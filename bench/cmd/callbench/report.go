@@ -2,7 +2,9 @@ package main
 
 import (
 	"fmt"
+	"math"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -55,6 +57,7 @@ type Medians struct {
 	Callers                 int
 	ClientRate, PlainRate   float64
 	Ratio                   float64 // median of the rounds' client ÷ plain
+	RatioLow, RatioHigh     float64 // the middle half of the rounds' ratios
 	ClientP50, PlainP50     time.Duration
 	ClientP99, PlainP99     time.Duration
 	ClientFailed, PlainFail int
@@ -80,7 +83,9 @@ func (r *Report) Medians() []Medians {
 			m.PlainFail += c.Plain.Failed
 		}
 		m.ClientRate, m.PlainRate = stats.Median(cr), stats.Median(pr)
-		m.Ratio = stats.Median(stats.Ratios(cr, pr))
+		ratios := stats.Ratios(cr, pr)
+		m.Ratio = stats.Median(ratios)
+		m.RatioLow, m.RatioHigh = quartiles(ratios)
 		m.ClientP50, m.PlainP50 = stats.MedianDuration(c50), stats.MedianDuration(p50)
 		m.ClientP99, m.PlainP99 = stats.MedianDuration(c99), stats.MedianDuration(p99)
 		out = append(out, m)
@@ -121,14 +126,14 @@ func (r *Report) Markdown() string {
 	p("%s", r.Summary())
 	p("```")
 	p("")
-	p("| callers | Call calls/s | plain calls/s | ratio | Call p50 / p99 | plain p50 / p99 | failed, Call / plain |")
-	p("| ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+	p("| callers | Call calls/s | plain calls/s | ratio | middle half of the rounds' ratios | Call p50 / p99 | plain p50 / p99 | failed, Call / plain |")
+	p("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
 	for _, m := range r.Medians() {
-		p("| %d | %s | %s | %.2fx | %s / %s | %s / %s | %d / %d |", m.Callers, rate(m.ClientRate), rate(m.PlainRate), m.Ratio,
-			ms(m.ClientP50), ms(m.ClientP99), ms(m.PlainP50), ms(m.PlainP99), m.ClientFailed, m.PlainFail)
+		p("| %d | %s | %s | %.2fx | %.2fx – %.2fx | %s / %s | %s / %s | %d / %d |", m.Callers, rate(m.ClientRate), rate(m.PlainRate), m.Ratio,
+			m.RatioLow, m.RatioHigh, ms(m.ClientP50), ms(m.ClientP99), ms(m.PlainP50), ms(m.PlainP99), m.ClientFailed, m.PlainFail)
 	}
 	p("")
-	p("Medians over the rounds; the ratio is the median of the rounds' ratios. Every round:")
+	p("Medians over the rounds; the ratio is the median of the rounds' ratios, and half of the rounds' ratios lie in the range beside it. Every round:")
 	p("")
 	p("| round | callers | order | Call calls/s | plain calls/s | ratio |")
 	p("| ---: | ---: | --- | ---: | ---: | ---: |")
@@ -140,6 +145,21 @@ func (r *Report) Markdown() string {
 		p("| %d | %d | %s | %s | %s | %.2fx |", c.Round, c.Callers, order, rate(c.Client.Rate), rate(c.Plain.Rate), stats.Ratio(c.Client.Rate, c.Plain.Rate))
 	}
 	return b.String()
+}
+
+// quartiles returns the first and third quartile of xs (nearest rank),
+// or zeros for none.
+func quartiles(xs []float64) (low, high float64) {
+	if len(xs) == 0 {
+		return 0, 0
+	}
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	at := func(p float64) float64 {
+		rank := int(math.Ceil(p * float64(len(s))))
+		return s[min(max(rank, 1), len(s))-1]
+	}
+	return at(0.25), at(0.75)
 }
 
 func rate(v float64) string {

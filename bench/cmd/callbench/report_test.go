@@ -36,7 +36,7 @@ func TestMediansTakeTheMedianOfTheRoundsRatios(t *testing.T) {
 	}
 	// Round ratios 1.1, 1.0, 2.0: the median is 1.1, where the ratio of
 	// the medians would be 3000 / 3000.
-	if m[0].Ratio != 1.1 || m[0].ClientRate != 3000 || m[0].PlainRate != 3000 {
+	if m[0].Ratio != 1.1 || m[0].RatioLow != 1.0 || m[0].RatioHigh != 2.0 || m[0].ClientRate != 3000 || m[0].PlainRate != 3000 {
 		t.Errorf("1 caller: %+v", m[0])
 	}
 	if m[1].ClientP99 != 9*time.Millisecond || m[1].PlainP99 != 9*time.Millisecond {
@@ -54,7 +54,7 @@ func TestSummaryAndMarkdown(t *testing.T) {
 	for _, line := range []string{
 		"## The Go client's Call against a hand-written request/reply loop",
 		"Measured 2026-12-02 09:00 UTC.",
-		"| 1 | 3,000 | 3,000 | 1.10x | 0.29 ms / 1.00 ms | 0.30 ms / 2.00 ms | 0 / 0 |",
+		"| 1 | 3,000 | 3,000 | 1.10x | 1.00x – 2.00x | 0.29 ms / 1.00 ms | 0.30 ms / 2.00 ms | 0 / 0 |",
 		"| 2 | 64 | plain, Call | 12,000 | 13,000 | 0.92x |",
 		"not the relay but a responder in the benchmark's process",
 		"```\n" + want + "\n```",
