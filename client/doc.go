@@ -18,7 +18,9 @@
 // Call publishes a task to a work queue and waits for the relay's reply.
 // The reply comes back over RabbitMQ's direct reply-to
 // (amq.rabbitmq.reply-to): one consumer per client, no queue per call,
-// and the reply is matched to its call by correlation id. A reply that
+// and the reply is matched to its call by correlation id. The reply is
+// the call's receipt, so calls go on a channel of their own without
+// publisher confirms, which would only add an ack per call. A reply that
 // carries x-relay-error is returned as a *TaskError, found with errors.As,
 // holding the reason and the downstream's HTTP status. A task that no
 // queue takes (the queue does not exist) fails with ErrUnroutable.
