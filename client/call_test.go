@@ -286,3 +286,36 @@ func TestCallAfterCloseIsErrClosed(t *testing.T) {
 		t.Fatalf("Call after Close = %v, want ErrClosed", err)
 	}
 }
+
+// A lost node is left for the next one of the list, and calls go on.
+func TestLostNodeGivesWayToTheNextOne(t *testing.T) {
+	url := testbroker.URL(t)
+	q := queue(t, url, "client.nodes")
+	respond(t, url, q)
+	a, viaA := newProxy(t, url)
+	_, viaB := newProxy(t, url)
+	nodeA, nodeB := withURLHost(t, viaA), withURLHost(t, viaB)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	// Dial until the random start lands on A, so that losing A matters.
+	var c *Client
+	for c == nil {
+		cand := dial(t, viaA+","+viaB, WithReconnect(20*time.Millisecond, 100*time.Millisecond))
+		if cand.Node() == nodeA {
+			c = cand
+		} else {
+			cand.Close()
+		}
+	}
+	a.ln.Close() // node A goes away for good
+	a.cut()
+	for c.Node() != nodeB {
+		if ctx.Err() != nil {
+			t.Fatalf("still on %q, want %q", c.Node(), nodeB)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if r, err := c.Call(ctx, q, []byte("on b")); err != nil || string(r.Body) != "echo:on b" {
+		t.Fatalf("Call on node B = %v, %v", r, err)
+	}
+}
