@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/vsm-relay/relay/broker"
 	"github.com/vsm-relay/relay/client"
 	"github.com/vsm-relay/relay/config"
 	"github.com/vsm-relay/relay/internal/fielderr"
@@ -74,11 +75,11 @@ func checkBrokerURL(f *clientFlags, cfg *config.Config) (string, error) {
 	return u, nil
 }
 
-// dial connects to the broker for a client command, trying for
+// dialClient connects to the broker for a client command, trying for
 // --connect-timeout. A refused login or virtual host ends it at once
 // (exit 1), as a retry cannot help; a malformed URL is a usage error
 // (exit 2). The client reconnects by itself afterwards.
-func dial(ctx context.Context, f *clientFlags, cfg *config.Config, role string) (*client.Client, error) {
+func dialClient(ctx context.Context, f *clientFlags, cfg *config.Config, role string) (*client.Client, error) {
 	u, err := checkBrokerURL(f, cfg)
 	if err != nil {
 		return nil, err
@@ -113,6 +114,38 @@ func dial(ctx context.Context, f *clientFlags, cfg *config.Config, role string) 
 		return nil, exitCode(1, fmt.Errorf("could not connect to broker %s within %s: %v", de.URL, timeout, de.Err))
 	}
 	return nil, exitCode(1, err)
+}
+
+// dial connects to the broker through the broker package, for a command
+// that needs more of AMQP than the client package offers (reading a queue
+// message by message). The URL is checked first like dialClient's; the
+// connection heals itself like the relay's, but the commands treat a loss
+// as the end of what they were doing.
+func dial(ctx context.Context, f *clientFlags, cfg *config.Config, role string) (*broker.Conn, error) {
+	u, err := checkBrokerURL(f, cfg)
+	if err != nil {
+		return nil, err
+	}
+	tc, err := cfg.AMQP.TLS.ClientConfig()
+	if err != nil {
+		return nil, exitCode(2, err)
+	}
+	timeout := f.connectTimeout
+	if timeout <= 0 {
+		timeout = 10 * time.Second
+	}
+	conn, err := broker.Dial(ctx, broker.Options{
+		Name:           role,
+		Instance:       "cli",
+		URL:            u,
+		TLS:            tc,
+		ConnectTimeout: timeout,
+		Heartbeat:      cfg.AMQP.Heartbeat,
+	})
+	if err != nil {
+		return nil, exitCode(1, err)
+	}
+	return conn, nil
 }
 
 // randomID returns 32 hex digits from the system's random source.

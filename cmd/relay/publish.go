@@ -138,7 +138,7 @@ func runPublish(cmd *cobra.Command, o *publishOptions, args []string) error {
 	ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 
-	c, err := dial(ctx, &o.clientFlags, cfg, "publish")
+	c, err := dialClient(ctx, &o.clientFlags, cfg, "publish")
 	if err != nil {
 		return err
 	}

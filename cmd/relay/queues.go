@@ -46,7 +46,7 @@ or configuration.`,
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
 			defer stop()
-			c, err := dial(ctx, &f, cfg, "queues")
+			c, err := dialClient(ctx, &f, cfg, "queues")
 			if err != nil {
 				return err
 			}

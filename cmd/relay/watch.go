@@ -99,7 +99,7 @@ func runWatch(cmd *cobra.Command, o *watchOptions) error {
 	}
 	ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	c, err := dial(ctx, &o.clientFlags, cfg, "watch")
+	c, err := dialClient(ctx, &o.clientFlags, cfg, "watch")
 	if err != nil {
 		return err
 	}
