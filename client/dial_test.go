@@ -185,3 +185,17 @@ func TestDialGivesUpOnASilentNodeAtTheContext(t *testing.T) {
 		t.Fatalf("Dial = %v; want a DialError for the deadline", err)
 	}
 }
+
+// A broker that goes silent (the link black-holed, the connection still
+// open) holds Close for a bounded time, not until a heartbeat notices.
+func TestCloseDoesNotWaitForASilentBroker(t *testing.T) {
+	url := testbroker.URL(t)
+	px, viaProxy := newProxy(t, url)
+	c := dial(t, viaProxy)
+	px.hush()
+	start := time.Now()
+	_ = c.Close()
+	if took := time.Since(start); took > 5*time.Second {
+		t.Fatalf("Close took %s with the broker silent", took)
+	}
+}

@@ -2,12 +2,12 @@ package client
 
 import (
 	"context"
-	"io"
 	"net"
 	"net/url"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -130,7 +130,11 @@ type proxy struct {
 	mu       sync.Mutex
 	conns    map[net.Conn]bool
 	wg       sync.WaitGroup
+	hushed   atomic.Bool // drop every byte, keep the connections
 }
+
+// hush black-holes the link: bytes are read and dropped both ways.
+func (p *proxy) hush() { p.hushed.Store(true) }
 
 func newProxy(t *testing.T, brokerURL string) (*proxy, string) {
 	t.Helper()
@@ -177,9 +181,20 @@ func (p *proxy) accept() {
 
 func (p *proxy) pipe(dst, src net.Conn) {
 	defer p.wg.Done()
-	_, _ = io.Copy(dst, src)
-	dst.Close()
-	src.Close()
+	defer dst.Close()
+	defer src.Close()
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := src.Read(buf)
+		if n > 0 && !p.hushed.Load() {
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
 }
 
 // cut drops every connection through the proxy.

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
 )
@@ -93,8 +94,12 @@ func newSession(conn *amqp.Connection, node string) (*session, error) {
 	return s, nil
 }
 
+// closeWait bounds the wait for the broker's close-ok: a connection whose
+// peer went silent must not hold Close.
+const closeWait = time.Second
+
 func (s *session) close() error {
-	err := s.conn.Close()
+	err := s.conn.CloseDeadline(time.Now().Add(closeWait))
 	if errors.Is(err, amqp.ErrClosed) {
 		return nil
 	}
@@ -171,7 +176,7 @@ func (s *session) end() {
 			}
 		}
 		s.fail(why)
-		_ = s.conn.Close()
+		_ = s.close()
 	})
 }
 
