@@ -301,9 +301,14 @@ func TestComposeRelayConfigIsValidAndWired(t *testing.T) {
 	}
 
 	demo := c.Services["demo-downstream"]
-	_, demoPort, err := net.SplitHostPort(demo.Environment["DEMO_LISTEN"])
+	demoHost, demoPort, err := net.SplitHostPort(demo.Environment["DEMO_LISTEN"])
 	if err != nil {
 		t.Fatalf("demo-downstream DEMO_LISTEN %q: %v", demo.Environment["DEMO_LISTEN"], err)
+	}
+	// demo-downstream listens on 127.0.0.1 by default, out of the relay
+	// container's reach.
+	if demoHost != "" && demoHost != "0.0.0.0" {
+		t.Errorf("demo-downstream DEMO_LISTEN %q: want every interface (:PORT), reachable from the relay's container", demo.Environment["DEMO_LISTEN"])
 	}
 	if len(cfg.Targets) == 0 {
 		t.Fatal("no targets")

@@ -3,7 +3,11 @@
 // changed while it runs, so that one can watch a circuit breaker open,
 // tasks wait in the broker, and everything recover.
 //
-//	demo-downstream [--listen :8081] [--failure-rate 0] [--latency 0s] [--failure-status 503]
+//	demo-downstream [--listen 127.0.0.1:8081] [--failure-rate 0] [--latency 0s] [--failure-status 503]
+//
+// It listens on 127.0.0.1 only, since anyone who can reach it can make it
+// fail; give --listen :8081 (as the compose file does, through
+// DEMO_LISTEN) to serve other hosts or containers.
 //
 // Each flag's default comes from the environment: DEMO_LISTEN,
 // DEMO_FAILURE_RATE, DEMO_LATENCY, DEMO_FAILURE_STATUS. At run time:
@@ -37,6 +41,10 @@ import (
 
 func main() { os.Exit(run(os.Args[1:], os.Getenv, os.Stderr)) }
 
+// defaultListen keeps the demo, whose faults anyone reaching it can set,
+// on this machine.
+const defaultListen = "127.0.0.1:8081"
+
 // config is the command line after the environment's defaults.
 type config struct {
 	listen   string
@@ -54,7 +62,7 @@ func parseArgs(args []string, getenv func(string) string, stderr io.Writer) (con
 		}
 		return def
 	}
-	listen := fs.String("listen", env("DEMO_LISTEN", ":8081"), "host:port to serve on ($DEMO_LISTEN)")
+	listen := fs.String("listen", env("DEMO_LISTEN", defaultListen), "host:port to serve on; :8081 for every interface ($DEMO_LISTEN)")
 	rate := fs.String("failure-rate", env("DEMO_FAILURE_RATE", "0"), "share of requests that fail, 0 to 1 ($DEMO_FAILURE_RATE)")
 	latency := fs.String("latency", env("DEMO_LATENCY", "0s"), "delay before every answer ($DEMO_LATENCY)")
 	status := fs.String("failure-status", env("DEMO_FAILURE_STATUS", "503"), "HTTP status of a failure ($DEMO_FAILURE_STATUS)")

@@ -236,19 +236,25 @@ func TestParseArgs(t *testing.T) {
 		args    []string
 		want    config
 		wantErr string
+		noEnv   bool
 	}{
-		{"environment defaults", nil, config{listen: ":9999", settings: Settings{FailureRate: 0.25, Latency: 50 * time.Millisecond, FailureStatus: 503}}, ""},
+		{"no environment: this machine only", nil, config{listen: "127.0.0.1:8081", settings: Settings{FailureStatus: 503}}, "", true},
+		{"environment defaults", nil, config{listen: ":9999", settings: Settings{FailureRate: 0.25, Latency: 50 * time.Millisecond, FailureStatus: 503}}, "", false},
 		{"flags win", []string{"--listen", "127.0.0.1:0", "--failure-rate", "1", "--latency", "1s", "--failure-status", "500"},
-			config{listen: "127.0.0.1:0", settings: Settings{FailureRate: 1, Latency: time.Second, FailureStatus: 500}}, ""},
-		{"bad rate", []string{"--failure-rate", "half"}, config{}, `--failure-rate: "half" is not a number`},
-		{"rate out of range", []string{"--failure-rate", "2"}, config{}, "failure_rate: want a number from 0 to 1, got 2"},
-		{"bad latency", []string{"--latency", "200"}, config{}, `--latency: "200" is not a duration such as 200ms`},
-		{"bad status", []string{"--failure-status", "oops"}, config{}, `--failure-status: "oops" is not a number`},
-		{"argument", []string{"extra"}, config{}, `unexpected argument "extra"`},
+			config{listen: "127.0.0.1:0", settings: Settings{FailureRate: 1, Latency: time.Second, FailureStatus: 500}}, "", false},
+		{"bad rate", []string{"--failure-rate", "half"}, config{}, `--failure-rate: "half" is not a number`, false},
+		{"rate out of range", []string{"--failure-rate", "2"}, config{}, "failure_rate: want a number from 0 to 1, got 2", false},
+		{"bad latency", []string{"--latency", "200"}, config{}, `--latency: "200" is not a duration such as 200ms`, false},
+		{"bad status", []string{"--failure-status", "oops"}, config{}, `--failure-status: "oops" is not a number`, false},
+		{"argument", []string{"extra"}, config{}, `unexpected argument "extra"`, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := parseArgs(tt.args, getenv, io.Discard)
+			ge := getenv
+			if tt.noEnv {
+				ge = func(string) string { return "" }
+			}
+			got, err := parseArgs(tt.args, ge, io.Discard)
 			if tt.wantErr != "" {
 				if err == nil || err.Error() != tt.wantErr {
 					t.Fatalf("error %v, want %q", err, tt.wantErr)

@@ -4,12 +4,14 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"os"
 	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/vsm-relay/relay/broker"
+	"github.com/vsm-relay/relay/client"
 	"github.com/vsm-relay/relay/config"
 	"github.com/vsm-relay/relay/internal/fielderr"
 )
@@ -47,19 +49,83 @@ func loadConfig(cmd *cobra.Command, path string) (*config.Config, error) {
 // configuration. config.Load applies RELAY_AMQP_URL too; reading it here
 // as well keeps the order plain to the reader.
 func brokerURL(flag string, cfg *config.Config) string {
-	if flag != "" {
-		return flag
-	}
-	if u := os.Getenv("RELAY_AMQP_URL"); u != "" {
-		return u
-	}
-	return cfg.AMQP.URL
+	u, _ := brokerSource(flag, cfg)
+	return u
 }
 
-// dial connects to the broker for a client command. The connection heals
-// itself like the relay's, but the commands treat a loss as the end of
-// what they were doing: an exclusive queue dies with its connection.
+// brokerSource is brokerURL and where it came from, as a user would name
+// it: the flag, the variable or the key.
+func brokerSource(flag string, cfg *config.Config) (url, source string) {
+	if flag != "" {
+		return flag, "--url"
+	}
+	if u := os.Getenv("RELAY_AMQP_URL"); u != "" {
+		return u, "RELAY_AMQP_URL"
+	}
+	return cfg.AMQP.URL, "amqp.url"
+}
+
+// checkBrokerURL refuses a malformed broker URL before anything is
+// dialled: a usage error (exit 2) naming where the URL came from.
+func checkBrokerURL(f *clientFlags, cfg *config.Config) (string, error) {
+	u, source := brokerSource(f.url, cfg)
+	if _, err := client.ParseURLs(u); err != nil {
+		return "", exitCode(2, fmt.Errorf("%s: not a broker URL: %v", source, err))
+	}
+	return u, nil
+}
+
+// dialClient connects to the broker for a client command, trying for
+// --connect-timeout. A refused login or virtual host ends it at once
+// (exit 1), as a retry cannot help; a malformed URL is a usage error
+// (exit 2). The client reconnects by itself afterwards.
+func dialClient(ctx context.Context, f *clientFlags, cfg *config.Config, role string) (*client.Client, error) {
+	u, err := checkBrokerURL(f, cfg)
+	if err != nil {
+		return nil, err
+	}
+	tc, err := cfg.AMQP.TLS.ClientConfig()
+	if err != nil {
+		return nil, exitCode(2, err)
+	}
+	timeout := f.connectTimeout
+	if timeout <= 0 {
+		timeout = 10 * time.Second
+	}
+	dctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	opts := []client.Option{
+		client.WithName("relay " + role),
+		client.WithHeartbeat(cfg.AMQP.Heartbeat),
+		client.WithDialTimeout(timeout),
+	}
+	if tc != nil {
+		opts = append(opts, client.WithTLS(tc))
+	}
+	c, err := client.Dial(dctx, u, opts...)
+	if err == nil {
+		return c, nil
+	}
+	var de *client.DialError
+	switch {
+	case ctx.Err() != nil:
+		return nil, exitCode(1, errors.New("interrupted"))
+	case errors.As(err, &de) && !de.Refused:
+		return nil, exitCode(1, fmt.Errorf("could not connect to broker %s within %s: %v", de.URL, timeout, de.Err))
+	}
+	return nil, exitCode(1, err)
+}
+
+// dial connects to the broker through the broker package, for a command
+// that needs more of AMQP than the client package offers (reading a queue
+// message by message). The URL is checked first like dialClient's; the
+// connection heals itself like the relay's, but the commands treat a loss
+// as the end of what they were doing.
 func dial(ctx context.Context, f *clientFlags, cfg *config.Config, role string) (*broker.Conn, error) {
+	u, err := checkBrokerURL(f, cfg)
+	if err != nil {
+		return nil, err
+	}
 	tc, err := cfg.AMQP.TLS.ClientConfig()
 	if err != nil {
 		return nil, exitCode(2, err)
@@ -71,7 +137,7 @@ func dial(ctx context.Context, f *clientFlags, cfg *config.Config, role string) 
 	conn, err := broker.Dial(ctx, broker.Options{
 		Name:           role,
 		Instance:       "cli",
-		URL:            brokerURL(f.url, cfg),
+		URL:            u,
 		TLS:            tc,
 		ConnectTimeout: timeout,
 		Heartbeat:      cfg.AMQP.Heartbeat,

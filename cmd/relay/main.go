@@ -5,6 +5,8 @@
 //	relay publish --queue Q [--reply] ...
 //	relay watch [--signal pain|pleasure|health|all]
 //	relay status [--addr HOST:PORT]
+//	relay queues [QUEUE...]
+//	relay version
 //
 // Exit codes: 0 ok, 1 an error (or an error reply), 2 a bad configuration
 // or usage, 3 a timeout.

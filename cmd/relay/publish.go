@@ -17,8 +17,7 @@ import (
 
 	amqp "github.com/rabbitmq/amqp091-go"
 	"github.com/spf13/cobra"
-	"github.com/vsm-relay/relay/broker"
-	"github.com/vsm-relay/relay/relay"
+	"github.com/vsm-relay/relay/client"
 )
 
 func init() { extraCommands = append(extraCommands, newPublishCmd) }
@@ -64,12 +63,17 @@ Idempotency-Key) unless --message-id is given; in a batch, --message-id and
 --correlation-id get "-1", "-2", ... appended so that each message has its
 own.
 
-With --reply the command declares a private reply queue (exclusive,
-auto-delete), sets reply_to and a correlation_id, and waits up to --timeout
-for the reply. It prints the reply body to stdout (with a newline added
-when it lacks one) and its x-relay-* headers to stderr, one "key: value"
-per line. In a batch it waits for every reply, and before each reply's
-headers prints its "correlation_id: ...".
+With --reply the command sets reply_to to RabbitMQ's direct reply-to (no
+queue is declared) and a correlation_id, and waits up to --timeout for the
+reply, which stands for the broker's confirm. It prints the reply body to
+stdout (with a newline added when it lacks one) and its x-relay-* headers
+to stderr, one "key: value" per line. In a batch it waits for every reply,
+and before each reply's headers prints its "correlation_id: ..."; the
+"confirmed N/M" progress lines are left out.
+
+A confirm that does not come within --timeout leaves the message's fate
+unknown: it may have been published all the same. The command says so,
+with the message id to publish it again under, and exits 3.
 
 Exit codes: 0 published (and replied), 1 an error or a reply carrying
 x-relay-error, 2 bad usage or configuration, 3 a timeout.`,
@@ -94,7 +98,7 @@ x-relay-error, 2 bad usage or configuration, 3 a timeout.`,
 	f := cmd.Flags()
 	f.StringVarP(&o.queue, "queue", "q", "", "queue to publish to (required)")
 	f.BoolVar(&o.reply, "reply", false, "wait for the reply and print it")
-	f.DurationVar(&o.timeout, "timeout", 30*time.Second, "how long to wait for a confirm and, with --reply, for the replies")
+	f.DurationVar(&o.timeout, "timeout", 30*time.Second, "how long to wait for a confirm or, with --reply, for the replies")
 	f.StringArrayVarP(&o.headers, "header", "H", nil, "message header K=V (repeatable)")
 	f.StringVar(&o.contentType, "content-type", "", "content type (default: guessed from the body)")
 	f.StringVarP(&o.file, "file", "f", "", "read the body from this file (- for standard input)")
@@ -134,46 +138,30 @@ func runPublish(cmd *cobra.Command, o *publishOptions, args []string) error {
 	ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 
-	conn, err := dial(ctx, &o.clientFlags, cfg, "publish")
+	c, err := dialClient(ctx, &o.clientFlags, cfg, "publish")
 	if err != nil {
 		return err
 	}
-	defer conn.Close()
+	defer c.Close()
 
-	var replies <-chan amqp.Delivery
-	replyQueue := ""
-	if o.reply {
-		ch, _, err := conn.Channel(ctx)
-		if err != nil {
-			return exitCode(1, fmt.Errorf("opening a channel: %w", err))
-		}
-		defer ch.Close()
-		q, err := ch.QueueDeclare("", false, true, true, false, nil)
-		if err != nil {
-			return exitCode(1, fmt.Errorf("declaring the reply queue: %w", err))
-		}
-		replyQueue = q.Name
-		if replies, err = ch.Consume(q.Name, "", true, true, false, false, nil); err != nil {
-			return exitCode(1, fmt.Errorf("consuming the reply queue: %w", err))
-		}
-	}
-
-	msgs := buildMessages(o, body, headers, replyQueue)
+	tasks := buildTasks(o, body, headers)
 	stderr := cmd.ErrOrStderr()
 	var prog *progress
-	if o.n >= progressFrom {
+	if o.n >= progressFrom && !o.reply { // with --reply each reply's headers show the progress
 		prog = newProgress(stderr, o.n, isTerminalWriter(stderr))
 	}
-	pub := conn.NewPublisher()
-	defer pub.Close()
-	if err := publishAll(ctx, pub, o.queue, msgs, o.timeout, prog); err != nil {
+	if o.reply {
+		sent, err := requestAll(ctx, c, o.queue, tasks, max(o.connectTimeout, o.timeout))
+		if err != nil {
+			return err
+		}
+		return awaitReplies(ctx, cmd.OutOrStdout(), stderr, o.queue, sent, o.timeout)
+	}
+	if err := publishAll(ctx, c, o.queue, tasks, o.timeout, o.connectTimeout, prog); err != nil {
 		return err
 	}
-	if !o.reply {
-		fmt.Fprintf(stderr, "published %d %s to %s\n", o.n, plural(o.n, "message", "messages"), o.queue)
-		return nil
-	}
-	return awaitReplies(ctx, cmd.OutOrStdout(), stderr, replies, msgs, o.timeout)
+	fmt.Fprintf(stderr, "published %d %s to %s\n", o.n, plural(o.n, "message", "messages"), o.queue)
+	return nil
 }
 
 // parseHeaders turns K=V pairs into message headers.
@@ -227,35 +215,24 @@ func guessContentType(body []byte) string {
 	return "application/octet-stream"
 }
 
-// buildMessages makes the n publishings, each with its own ids.
-func buildMessages(o *publishOptions, body []byte, headers amqp.Table, replyTo string) []amqp.Publishing {
+// buildTasks makes the n tasks' options, each with its own ids.
+func buildTasks(o *publishOptions, body []byte, headers amqp.Table) []client.Task {
 	ct := o.contentType
 	if ct == "" {
 		ct = guessContentType(body)
 	}
-	now := time.Now()
-	msgs := make([]amqp.Publishing, o.n)
-	for i := range msgs {
-		m := amqp.Publishing{
-			Headers:       headers,
-			ContentType:   ct,
-			DeliveryMode:  amqp.Persistent,
-			MessageId:     nth(o.messageID, i, o.n),
-			CorrelationId: nth(o.correlationID, i, o.n),
-			ReplyTo:       replyTo,
-			Timestamp:     now,
-			AppId:         "relay publish",
-			Body:          body,
+	tasks := make([]client.Task, o.n)
+	for i := range tasks {
+		opts := []client.CallOption{client.ContentType(ct), client.AppID("relay publish"), client.Headers(headers)}
+		if id := nth(o.messageID, i, o.n); id != "" {
+			opts = append(opts, client.MessageID(id))
 		}
-		if m.MessageId == "" {
-			m.MessageId = randomID()
+		if id := nth(o.correlationID, i, o.n); id != "" {
+			opts = append(opts, client.CorrelationID(id))
 		}
-		if replyTo != "" && m.CorrelationId == "" {
-			m.CorrelationId = randomID()
-		}
-		msgs[i] = m
+		tasks[i] = client.Task{Body: body, Options: opts}
 	}
-	return msgs
+	return tasks
 }
 
 // nth is the id of the i-th of n messages: the given one for a single
@@ -268,113 +245,161 @@ func nth(given string, i, n int) string {
 	return given + "-" + strconv.Itoa(i+1)
 }
 
-// publishAll publishes msgs to queue with at most maxInFlight awaiting
-// their confirms, and returns once every one is confirmed.
-func publishAll(ctx context.Context, pub *broker.Publisher, queue string, msgs []amqp.Publishing, timeout time.Duration, prog *progress) error {
-	pending := make([]*broker.Confirmation, 0, min(len(msgs), maxInFlight))
-	confirmed := 0
+// publishAll publishes tasks to queue with at most maxInFlight awaiting
+// their confirms, and returns once every one is confirmed. Each confirm
+// is awaited for up to timeout; publishing itself waits up to
+// connectTimeout while the connection is being restored.
+func publishAll(ctx context.Context, c *client.Client, queue string, tasks []client.Task, timeout, connectTimeout time.Duration, prog *progress) error {
+	sent := make([]*client.Pending, 0, len(tasks))
+	oldest := 0 // the first of sent not yet confirmed
 	waitOldest := func() error {
 		wctx, cancel := context.WithTimeout(ctx, timeout)
 		defer cancel()
-		if err := pending[0].Wait(wctx); err != nil {
-			return confirmError(ctx, queue, timeout, err)
+		if err := sent[oldest].Confirmed(wctx); err != nil {
+			return confirmError(ctx, queue, timeout, len(tasks)-oldest, sent[oldest], err)
 		}
-		pending = pending[1:]
-		confirmed++
-		prog.update(confirmed)
+		oldest++
+		prog.update(oldest)
 		return nil
 	}
-	for i := range msgs {
-		if len(pending) == maxInFlight {
+	for _, t := range tasks {
+		if len(sent)-oldest == maxInFlight {
 			if err := waitOldest(); err != nil {
 				return err
 			}
 		}
-		pctx, cancel := context.WithTimeout(ctx, timeout)
-		c, err := pub.Publish(pctx, "", queue, true, msgs[i])
+		pctx, cancel := context.WithTimeout(ctx, max(connectTimeout, timeout))
+		p, err := c.Publish(pctx, queue, t.Body, t.Options...)
 		cancel()
 		if err != nil {
-			return confirmError(ctx, queue, timeout, err)
+			return publishError(ctx, queue, err)
 		}
-		pending = append(pending, c)
+		sent = append(sent, p)
 	}
-	for len(pending) > 0 {
+	for oldest < len(sent) {
 		if err := waitOldest(); err != nil {
 			return err
 		}
 	}
-	prog.done(confirmed)
+	prog.done(oldest)
 	return nil
 }
 
+// requestAll publishes tasks to queue with the client's reply address.
+// Their replies are their receipts, awaited by awaitReplies.
+func requestAll(ctx context.Context, c *client.Client, queue string, tasks []client.Task, publishTimeout time.Duration) ([]*client.Pending, error) {
+	sent := make([]*client.Pending, 0, len(tasks))
+	for _, t := range tasks {
+		pctx, cancel := context.WithTimeout(ctx, publishTimeout)
+		p, err := c.Request(pctx, queue, t.Body, t.Options...)
+		cancel()
+		if err != nil {
+			for _, p := range sent {
+				p.Cancel()
+			}
+			return nil, publishError(ctx, queue, err)
+		}
+		sent = append(sent, p)
+	}
+	return sent, nil
+}
+
+func publishError(ctx context.Context, queue string, err error) error {
+	if ctx.Err() != nil {
+		return exitCode(1, errors.New("interrupted"))
+	}
+	return exitCode(1, fmt.Errorf("publishing to %q: %w", queue, err))
+}
+
 // confirmError says why a publish was not confirmed, with its exit code.
-func confirmError(ctx context.Context, queue string, timeout time.Duration, err error) error {
+// unsettled counts the messages whose fate is unknown, this one and those
+// after it.
+func confirmError(ctx context.Context, queue string, timeout time.Duration, unsettled int, p *client.Pending, err error) error {
+	maybe := fmt.Sprintf("the message may have been published all the same: check %s before you publish it again, or publish it again with --message-id %s so that the downstream can drop a duplicate", queue, p.MessageID())
+	if unsettled > 1 {
+		maybe = fmt.Sprintf("the %d messages from message id %s on may have been published all the same: check %s before you publish them again", unsettled, p.MessageID(), queue)
+	}
 	switch {
 	case ctx.Err() != nil:
-		return exitCode(1, errors.New("interrupted"))
-	case errors.Is(err, context.DeadlineExceeded):
-		return exitCode(3, fmt.Errorf("the broker did not confirm within %s", timeout))
-	case errors.Is(err, broker.ErrReturned):
+		return exitCode(1, fmt.Errorf("interrupted before the broker confirmed; %s", maybe))
+	case errors.Is(err, client.ErrUnroutable):
 		return exitCode(1, fmt.Errorf("queue %q does not exist (the message came back unroutable)", queue))
-	case errors.Is(err, broker.ErrNacked):
+	case errors.Is(err, client.ErrNacked):
 		return exitCode(1, fmt.Errorf("the broker refused the message to %q", queue))
-	case errors.Is(err, broker.ErrLost):
-		return exitCode(1, errors.New("the broker connection was lost before the confirm; the message may or may not have been taken"))
+	case errors.Is(err, context.DeadlineExceeded):
+		return exitCode(3, fmt.Errorf("the broker did not confirm within %s; %s", timeout, maybe))
+	case errors.Is(err, client.ErrUnconfirmed):
+		return exitCode(1, fmt.Errorf("the broker connection was lost before the confirm; %s", maybe))
 	}
 	return exitCode(1, err)
 }
 
-// awaitReplies waits for the reply of every message, printing each as it
+// awaitReplies waits for the reply of every task, printing each as it
 // comes: body to stdout, x-relay-* headers to stderr.
-func awaitReplies(ctx context.Context, stdout, stderr io.Writer, replies <-chan amqp.Delivery, msgs []amqp.Publishing, timeout time.Duration) error {
-	waiting := make(map[string]bool, len(msgs))
-	for _, m := range msgs {
-		waiting[m.CorrelationId] = true
+func awaitReplies(ctx context.Context, stdout, stderr io.Writer, queue string, sent []*client.Pending, timeout time.Duration) error {
+	type result struct {
+		p     *client.Pending
+		reply *client.Reply
+		err   error
 	}
-	timer := time.NewTimer(timeout)
-	defer timer.Stop()
-	failed := 0
-	for len(waiting) > 0 {
-		select {
-		case d, ok := <-replies:
-			if !ok {
-				return exitCode(1, errors.New("the broker connection was lost while waiting for the reply"))
-			}
-			if !waiting[d.CorrelationId] {
-				continue // a reply to someone else's message, or a duplicate
-			}
-			delete(waiting, d.CorrelationId)
-			if len(msgs) > 1 {
-				fmt.Fprintf(stderr, "correlation_id: %s\n", d.CorrelationId)
-			}
-			writeRelayHeaders(stderr, d.Headers)
-			_, _ = stdout.Write(d.Body)
-			if len(d.Body) == 0 || d.Body[len(d.Body)-1] != '\n' {
-				_, _ = io.WriteString(stdout, "\n")
-			}
-			if _, bad := d.Headers[relay.HeaderError]; bad {
-				failed++
-			}
-		case <-timer.C:
-			if len(msgs) == 1 {
+	wctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	results := make(chan result, len(sent))
+	for _, p := range sent {
+		go func() {
+			r, err := p.Reply(wctx)
+			results <- result{p, r, err}
+		}()
+	}
+	defer func() {
+		for _, p := range sent {
+			p.Cancel()
+		}
+	}()
+	failed, waiting := 0, len(sent)
+	for range sent {
+		res := <-results
+		var te *client.TaskError
+		switch {
+		case res.err == nil:
+		case errors.As(res.err, &te):
+			res.reply = te.Reply
+			failed++
+		case ctx.Err() != nil:
+			return exitCode(1, errors.New("interrupted"))
+		case errors.Is(res.err, client.ErrUnroutable):
+			return exitCode(1, fmt.Errorf("queue %q does not exist (the message came back unroutable)", queue))
+		case errors.Is(res.err, context.DeadlineExceeded):
+			if len(sent) == 1 {
 				return exitCode(3, fmt.Errorf("no reply within %s", timeout))
 			}
-			return exitCode(3, fmt.Errorf("%d of %d replies not received within %s", len(waiting), len(msgs), timeout))
-		case <-ctx.Done():
-			return exitCode(1, errors.New("interrupted"))
+			return exitCode(3, fmt.Errorf("%d of %d replies not received within %s", waiting, len(sent), timeout))
+		case errors.Is(res.err, client.ErrConnectionLost):
+			return exitCode(1, errors.New("the broker connection was lost while waiting for the reply"))
+		default:
+			return exitCode(1, res.err)
+		}
+		waiting--
+		if len(sent) > 1 {
+			fmt.Fprintf(stderr, "correlation_id: %s\n", res.p.CorrelationID())
+		}
+		writeRelayHeaders(stderr, res.reply.Headers)
+		_, _ = stdout.Write(res.reply.Body)
+		if len(res.reply.Body) == 0 || res.reply.Body[len(res.reply.Body)-1] != '\n' {
+			_, _ = io.WriteString(stdout, "\n")
 		}
 	}
 	switch {
-	case failed == 1 && len(msgs) == 1:
+	case failed == 1 && len(sent) == 1:
 		return exitCode(1, errors.New("the task failed (x-relay-error)"))
 	case failed > 0:
-		return exitCode(1, fmt.Errorf("%d of %d tasks failed (x-relay-error)", failed, len(msgs)))
+		return exitCode(1, fmt.Errorf("%d of %d tasks failed (x-relay-error)", failed, len(sent)))
 	}
 	return nil
 }
 
 // writeRelayHeaders prints the x-relay-* headers, sorted, as "key: value".
-func writeRelayHeaders(w io.Writer, h amqp.Table) {
+func writeRelayHeaders(w io.Writer, h map[string]any) {
 	keys := make([]string, 0, len(h))
 	for k := range h {
 		if strings.HasPrefix(strings.ToLower(k), "x-relay-") {

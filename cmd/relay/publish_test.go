@@ -262,7 +262,7 @@ func TestPublishReplyPrintsBodyAndRelayHeaders(t *testing.T) {
 	}
 	mu.Lock()
 	defer mu.Unlock()
-	if !strings.HasPrefix(task.ReplyTo, "amq.gen-") || len(task.CorrelationId) != 32 || task.CorrelationId == task.MessageId {
+	if !strings.HasPrefix(task.ReplyTo, "amq.rabbitmq.reply-to.") || len(task.CorrelationId) != 32 || task.CorrelationId == task.MessageId {
 		t.Errorf("task reply_to %q correlation_id %q message_id %q", task.ReplyTo, task.CorrelationId, task.MessageId)
 	}
 }

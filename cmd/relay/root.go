@@ -1,6 +1,8 @@
 package main
 
 import (
+	"fmt"
+
 	"github.com/spf13/cobra"
 )
 
@@ -17,7 +19,8 @@ and pleasure (algedonic) signals and periodic health reports, and serves
 		SilenceErrors: true,
 		Version:       version,
 	}
-	root.AddCommand(newRunCmd(), newConfigCmd())
+	root.SetVersionTemplate("{{.Name}} version {{.Version}}\n")
+	root.AddCommand(newRunCmd(), newConfigCmd(), newVersionCmd())
 	for _, add := range extraCommands {
 		root.AddCommand(add())
 	}
@@ -27,3 +30,16 @@ and pleasure (algedonic) signals and periodic health reports, and serves
 // extraCommands are the client commands, each adding itself from its own
 // file.
 var extraCommands []func() *cobra.Command
+
+// newVersionCmd prints what --version prints.
+func newVersionCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print the version (as --version does)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			_, err := fmt.Fprintf(cmd.OutOrStdout(), "%s version %s\n", cmd.Root().Name(), version)
+			return err
+		},
+	}
+}

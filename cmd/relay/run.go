@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -97,23 +98,38 @@ func configError(err error) error {
 }
 
 func newLogger(level, format string) (*slog.Logger, error) {
+	return newLoggerTo(os.Stderr, isTerminal(os.Stderr), level, format)
+}
+
+// newLoggerTo makes the logger of `relay run`: JSON or text lines on w,
+// with durations written with their unit.
+func newLoggerTo(w io.Writer, terminal bool, level, format string) (*slog.Logger, error) {
 	var lv slog.Level
 	if err := lv.UnmarshalText([]byte(level)); err != nil {
 		return nil, fmt.Errorf("--log-level: %q is not debug, info, warn or error", level)
 	}
-	opts := &slog.HandlerOptions{Level: lv}
+	opts := &slog.HandlerOptions{Level: lv, ReplaceAttr: durationsWithUnits}
 	switch format {
 	case "json":
-		return slog.New(slog.NewJSONHandler(os.Stderr, opts)), nil
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
 	case "text":
-		return slog.New(slog.NewTextHandler(os.Stderr, opts)), nil
+		return slog.New(slog.NewTextHandler(w, opts)), nil
 	case "auto":
-		if isTerminal(os.Stderr) {
-			return slog.New(slog.NewTextHandler(os.Stderr, opts)), nil
+		if terminal {
+			return slog.New(slog.NewTextHandler(w, opts)), nil
 		}
-		return slog.New(slog.NewJSONHandler(os.Stderr, opts)), nil
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
 	}
 	return nil, errors.New("--log-format: want json, text or auto")
+}
+
+// durationsWithUnits writes a time.Duration as "1.5s", as the
+// configuration does, instead of the JSON handler's integer nanoseconds.
+func durationsWithUnits(_ []string, a slog.Attr) slog.Attr {
+	if a.Value.Kind() == slog.KindDuration {
+		a.Value = slog.StringValue(a.Value.Duration().String())
+	}
+	return a
 }
 
 func isTerminal(f *os.File) bool {

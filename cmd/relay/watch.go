@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -16,11 +15,9 @@ import (
 	"syscall"
 	"unicode"
 
-	amqp "github.com/rabbitmq/amqp091-go"
 	"github.com/spf13/cobra"
 	"github.com/vsm-relay/relay/algedonic"
-	"github.com/vsm-relay/relay/broker"
-	"github.com/vsm-relay/relay/config"
+	"github.com/vsm-relay/relay/client"
 	"github.com/vsm-relay/relay/health"
 )
 
@@ -31,12 +28,6 @@ type watchOptions struct {
 	signal string
 	format string
 	n      int
-}
-
-// A binding of the watch queue: one exchange, and what its events are.
-type binding struct {
-	exchange string
-	kind     string // pain, pleasure or health
 }
 
 func newWatchCmd() *cobra.Command {
@@ -76,20 +67,17 @@ between are not seen) and says so on stderr.`,
 	return cmd
 }
 
-// bindings returns what --signal selects.
-func bindings(signal string, cfg *config.Config) ([]binding, error) {
-	pain := binding{cfg.Algedonic.PainExchange, "pain"}
-	pleasure := binding{cfg.Algedonic.PleasureExchange, "pleasure"}
-	hl := binding{cfg.Health.Exchange, "health"}
+// kinds returns what --signal selects.
+func kinds(signal string) ([]client.Kind, error) {
 	switch signal {
 	case "pain":
-		return []binding{pain}, nil
+		return []client.Kind{client.Pain}, nil
 	case "pleasure":
-		return []binding{pleasure}, nil
+		return []client.Kind{client.Pleasure}, nil
 	case "health":
-		return []binding{hl}, nil
+		return []client.Kind{client.Health}, nil
 	case "all":
-		return []binding{pain, pleasure, hl}, nil
+		return []client.Kind{client.Pain, client.Pleasure, client.Health}, nil
 	}
 	return nil, fmt.Errorf("--signal %q: want pain, pleasure, health or all", signal)
 }
@@ -105,110 +93,58 @@ func runWatch(cmd *cobra.Command, o *watchOptions) error {
 	if err != nil {
 		return err
 	}
-	binds, err := bindings(o.signal, cfg)
+	ks, err := kinds(o.signal)
 	if err != nil {
 		return exitCode(2, err)
 	}
 	ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	conn, err := dial(ctx, &o.clientFlags, cfg, "watch")
+	c, err := dialClient(ctx, &o.clientFlags, cfg, "watch")
 	if err != nil {
 		return err
 	}
-	defer conn.Close()
+	defer c.Close()
 
 	out := cmd.OutOrStdout()
-	p := &printer{w: out, format: o.format, kinds: map[string]string{}}
+	p := &printer{w: out, format: o.format}
 	if f, ok := out.(*os.File); ok {
 		p.colour = useColour(f)
 	}
-	for _, b := range binds {
-		p.kinds[b.exchange] = b.kind
+	x := client.Exchanges{Pain: cfg.Algedonic.PainExchange, Pleasure: cfg.Algedonic.PleasureExchange, Health: cfg.Health.Exchange}
+	byKind := map[client.Kind]string{client.Pain: x.Pain, client.Pleasure: x.Pleasure, client.Health: x.Health}
+	names := make([]string, len(ks))
+	for i, k := range ks {
+		names[i] = byKind[k]
 	}
 	stderr := cmd.ErrOrStderr()
-	names := make([]string, len(binds))
-	for i, b := range binds {
-		names[i] = b.exchange
-	}
-	seen := 0
-	for first := true; ; first = false {
-		deliveries, ch, err := subscribe(ctx, conn, binds)
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			return exitCode(1, err)
-		}
-		if first {
-			fmt.Fprintf(stderr, "watching %s on %s (Ctrl-C to stop)\n", strings.Join(names, ", "), broker.RedactURL(brokerURL(o.url, cfg)))
-		} else {
+	state := func(s client.WatchState) {
+		switch s {
+		case client.Subscribed:
+			fmt.Fprintf(stderr, "watching %s on %s (Ctrl-C to stop)\n", strings.Join(names, ", "), client.RedactURL(brokerURL(o.url, cfg)))
+		case client.Lost:
+			fmt.Fprintln(stderr, "broker connection lost; waiting for it to come back")
+		case client.Resubscribed:
 			fmt.Fprintln(stderr, "broker connection restored; watching again")
 		}
-		done, err := consume(ctx, deliveries, p, &seen, o.n)
-		ch.Close()
-		switch {
-		case err != nil:
-			return exitCode(1, err)
-		case done || ctx.Err() != nil:
-			return nil
-		}
-		fmt.Fprintln(stderr, "broker connection lost; waiting for it to come back")
 	}
-}
-
-// subscribe declares the exchanges and a private queue bound to them, and
-// consumes it.
-func subscribe(ctx context.Context, conn *broker.Conn, binds []binding) (<-chan amqp.Delivery, *amqp.Channel, error) {
-	ch, _, err := conn.Channel(ctx)
-	if err != nil {
-		return nil, nil, err
-	}
-	fail := func(err error) (<-chan amqp.Delivery, *amqp.Channel, error) {
-		ch.Close()
-		return nil, nil, err
-	}
-	q, err := ch.QueueDeclare("", false, true, true, false, nil)
-	if err != nil {
-		return fail(fmt.Errorf("declaring the watch queue: %w", err))
-	}
-	for _, b := range binds {
-		if err := ch.ExchangeDeclare(b.exchange, "topic", true, false, false, false, nil); err != nil {
-			return fail(fmt.Errorf("declaring topic exchange %s: %w", b.exchange, err))
-		}
-		if err := ch.QueueBind(q.Name, "#", b.exchange, false, nil); err != nil {
-			return fail(fmt.Errorf("binding to %s: %w", b.exchange, err))
-		}
-	}
-	d, err := ch.Consume(q.Name, "", true, true, false, false, nil)
-	if err != nil {
-		return fail(fmt.Errorf("consuming the watch queue: %w", err))
-	}
-	return d, ch, nil
-}
-
-// consume prints deliveries until limit events were seen (done), ctx ends,
-// or the channel closes (the connection was lost).
-func consume(ctx context.Context, deliveries <-chan amqp.Delivery, p *printer, seen *int, limit int) (done bool, err error) {
-	for {
-		select {
-		case <-ctx.Done():
-			return false, nil
-		case d, ok := <-deliveries:
-			if !ok {
-				return false, nil
+	seen := 0
+	err = c.Watch(ctx, func(e client.Event) error {
+		if err := p.print(e); err != nil {
+			if errors.Is(err, errNotJSON) {
+				return nil
 			}
-			if err := p.print(d.Exchange, d.Body); err != nil {
-				if errors.Is(err, errNotJSON) {
-					continue
-				}
-				return false, err
-			}
-			*seen++
-			if limit > 0 && *seen >= limit {
-				return true, nil
-			}
+			return err
 		}
+		seen++
+		if o.n > 0 && seen >= o.n {
+			return client.StopWatch
+		}
+		return nil
+	}, client.WatchExchanges(x), client.WatchKinds(ks...), client.WatchStateFunc(state))
+	if err == nil || ctx.Err() != nil {
+		return nil
 	}
+	return exitCode(1, err)
 }
 
 // errNotJSON marks a body that is not JSON; such messages are skipped.
@@ -219,23 +155,31 @@ type printer struct {
 	w      io.Writer
 	format string
 	colour bool
-	kinds  map[string]string // exchange -> pain, pleasure or health
 	buf    bytes.Buffer
 }
 
-func (p *printer) print(exchange string, body []byte) error {
+func (p *printer) print(e client.Event) error {
 	p.buf.Reset()
 	if p.format == "text" {
-		if !json.Valid(body) {
-			return errNotJSON
-		}
-		p.buf.WriteString(formatText(p.kinds[exchange], body, p.colour))
-	} else if err := json.Compact(&p.buf, body); err != nil {
+		p.buf.WriteString(formatTyped(e, p.colour))
+	} else if err := json.Compact(&p.buf, e.Body); err != nil {
 		return errNotJSON
 	}
 	p.buf.WriteByte('\n')
 	_, err := p.w.Write(p.buf.Bytes())
 	return err
+}
+
+// formatTyped renders one event as formatText does, from its decoded
+// form.
+func formatTyped(e client.Event, colour bool) string {
+	switch {
+	case e.Health != nil:
+		return formatHealth(*e.Health, colour)
+	case e.Signal != nil:
+		return formatEvent(*e.Signal, colour)
+	}
+	return formatRaw(string(e.Kind), e.Body)
 }
 
 // formatText renders one event (or health report) as a readable line. A
@@ -250,6 +194,10 @@ func formatText(kind string, body []byte, colour bool) string {
 	} else if ev, err := algedonic.Decode(body); err == nil {
 		return formatEvent(ev, colour)
 	}
+	return formatRaw(kind, body)
+}
+
+func formatRaw(kind string, body []byte) string {
 	var b bytes.Buffer
 	_ = json.Compact(&b, body)
 	label := strings.ToUpper(kind)

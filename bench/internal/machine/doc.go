@@ -1,0 +1,3 @@
+// Package machine describes what a benchmark ran on: the CPU, the Go
+// toolchain and the broker.
+package machine
