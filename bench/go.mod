@@ -7,6 +7,7 @@ require (
 	github.com/rabbitmq/amqp091-go v1.16.0
 	github.com/sony/gobreaker/v2 v2.4.0
 	github.com/vsm-relay/relay v0.0.0
+	go.uber.org/goleak v1.3.0
 )
 
 require (

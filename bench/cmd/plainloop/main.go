@@ -26,6 +26,7 @@ func run() int {
 	var o plain.Options
 	flag.StringVar(&o.URL, "url", "amqp://guest:guest@127.0.0.1:5672/", "broker")
 	flag.StringVar(&o.Queue, "queue", "", "work queue to consume")
+	flag.StringVar(&o.QueueType, "queue-type", "", "declare the queue as this type (classic or quorum) before consuming; empty: it must exist")
 	flag.StringVar(&o.Target, "target", "", "downstream URL")
 	flag.IntVar(&o.Prefetch, "prefetch", 64, "consumer prefetch")
 	flag.IntVar(&o.Workers, "workers", 32, "workers")
@@ -33,6 +34,10 @@ func run() int {
 	flag.Parse()
 	if o.Queue == "" || o.Target == "" {
 		fmt.Fprintln(os.Stderr, "plainloop: -queue and -target are required")
+		return 2
+	}
+	if o.QueueType != "" && o.QueueType != "classic" && o.QueueType != "quorum" {
+		fmt.Fprintf(os.Stderr, "plainloop: -queue-type: want classic or quorum, not %q\n", o.QueueType)
 		return 2
 	}
 	o.Ready = func() { fmt.Fprintln(os.Stderr, ReadyLine) }

@@ -195,10 +195,14 @@ func (h *harness) start(ctx context.Context, bin string, args []string, ready fu
 	return p, nil
 }
 
-// startPlain runs the plain loop in its own process on queue.
-func (h *harness) startPlain(ctx context.Context, queue string) (*relayproc.Process, error) {
+// startPlain runs the plain loop in its own process on queue; a
+// queueType has it declare the queue as that type first.
+func (h *harness) startPlain(ctx context.Context, queue, queueType string) (*relayproc.Process, error) {
 	args := []string{"-url", h.o.url, "-queue", queue, "-target", h.echo.URL(),
 		"-prefetch", strconv.Itoa(h.o.prefetch), "-workers", strconv.Itoa(h.o.workers), "-name", relayproc.TargetName}
+	if queueType != "" {
+		args = append(args, "-queue-type", queueType)
+	}
 	return h.start(ctx, h.plainBin, args, func(line []byte) (string, bool) {
 		return "", strings.TrimSpace(string(line)) == plainReady
 	})
@@ -235,29 +239,78 @@ func (h *harness) cleanup(ctx context.Context) error {
 
 func (h *harness) body() []byte { return bytes.Repeat([]byte("r"), h.o.body) }
 
-// work alternates the relay and the plain loop on the work path.
+// workPhase is one run of the work path on one queue type.
+type workPhase struct {
+	// queueType is amqp.queue_type of the relay and the type the plain
+	// loop declares its queue as; "" leaves both as before: classic.
+	queueType string
+	// relayQ and plainQ are the phase's queues, distinct from every other
+	// phase's: the relay refuses a queue that exists as another type.
+	relayQ, plainQ string
+	// file names the relay's configuration (and its profiles).
+	file string
+}
+
+// classicWork and quorumWork are the work path's two phases.
+func (h *harness) classicWork() workPhase {
+	return workPhase{relayQ: h.name("work"), plainQ: h.name("plain"), file: "work.yaml"}
+}
+
+func (h *harness) quorumWork() workPhase {
+	return workPhase{queueType: "quorum", relayQ: h.name("qwork"), plainQ: h.name("qplain"), file: "work-quorum.yaml"}
+}
+
+// work measures the work path on classic queues.
 func (h *harness) work(ctx context.Context, rep *Report) error {
-	echo, err := workload.StartEcho()
-	if err != nil {
-		return err
+	res, err := h.workRounds(ctx, h.classicWork())
+	rep.Work, rep.WorkPeakRSS, rep.PlainPeakRSS = res.rounds, res.relayPeak, res.plainPeak
+	return err
+}
+
+// quorum measures the work path on quorum queues.
+func (h *harness) quorum(ctx context.Context, rep *Report) error {
+	res, err := h.workRounds(ctx, h.quorumWork())
+	rep.Quorum, rep.QuorumPeakRSS, rep.QuorumPlainPeakRSS = res.rounds, res.relayPeak, res.plainPeak
+	return err
+}
+
+type workResult struct {
+	rounds               []WorkRound
+	relayPeak, plainPeak int64
+}
+
+// workRounds alternates the relay and the plain loop on the work path of
+// phase. The rounds finished before a failure are returned with it.
+func (h *harness) workRounds(ctx context.Context, ph workPhase) (workResult, error) {
+	var res workResult
+	if h.echo == nil {
+		echo, err := workload.StartEcho()
+		if err != nil {
+			return res, err
+		}
+		h.echo = echo
 	}
-	h.echo = echo
-	relayQ, plainQ := h.name("work"), h.name("plain")
+	relayQ, plainQ := ph.relayQ, ph.plainQ
 	h.topo.Track(relayQ, relayQ+".dlq", relayQ+".delay."+redelivery.String())
-	if err := h.topo.Queue(plainQ); err != nil {
-		return err
+	if ph.queueType == "" {
+		if err := h.topo.Queue(plainQ); err != nil {
+			return res, err
+		}
+	} else {
+		h.topo.Track(plainQ) // the plain loop declares it
 	}
 	c := h.baseConfig()
-	c.WorkQueue, c.TargetURL, c.Redelivery = relayQ, echo.URL(), []time.Duration{redelivery}
+	c.QueueType = ph.queueType
+	c.WorkQueue, c.TargetURL, c.Redelivery = relayQ, h.echo.URL(), []time.Duration{redelivery}
 	c.Concurrency, c.Bulkhead = h.o.workers, h.o.bulkhead
-	h.logf("starting the relay and the plain loop for the work path")
-	proc, err := h.startRelay(ctx, c, "work.yaml")
+	h.logf("starting the relay and the plain loop for the work path (%s queues)", queueKind(ph.queueType))
+	proc, err := h.startRelay(ctx, c, ph.file)
 	if err != nil {
-		return err
+		return res, err
 	}
-	plainProc, err := h.startPlain(ctx, plainQ)
+	plainProc, err := h.startPlain(ctx, plainQ, ph.queueType)
 	if err != nil {
-		return err
+		return res, err
 	}
 
 	for i := range h.o.rounds {
@@ -271,30 +324,38 @@ func (h *harness) work(ctx context.Context, rep *Report) error {
 		}
 		for _, r := range runs {
 			if err := r(); err != nil {
-				return err
+				return res, err
 			}
 			if err := h.topo.Purge(relayQ, plainQ); err != nil {
-				return err
+				return res, err
 			}
 		}
-		h.logf("work round %d: relay %.0f tasks/s, plain %.0f tasks/s", i+1, round.Relay.Rate, round.Plain.Rate)
-		rep.Work = append(rep.Work, round)
+		h.logf("work round %d (%s): relay %.0f tasks/s, plain %.0f tasks/s", i+1, queueKind(ph.queueType), round.Relay.Rate, round.Plain.Rate)
+		res.rounds = append(res.rounds, round)
 	}
 	mem, err := procstat.ReadMemory(proc.PID())
 	if err != nil {
-		return fmt.Errorf("reading the relay's memory: %w", err)
+		return res, fmt.Errorf("reading the relay's memory: %w", err)
 	}
-	rep.WorkPeakRSS = mem.Peak
+	res.relayPeak = mem.Peak
 	if mem, err = procstat.ReadMemory(plainProc.PID()); err != nil {
-		return fmt.Errorf("reading the plain loop's memory: %w", err)
+		return res, fmt.Errorf("reading the plain loop's memory: %w", err)
 	}
-	rep.PlainPeakRSS = mem.Peak
+	res.plainPeak = mem.Peak
 	for _, p := range []*relayproc.Process{proc, plainProc} {
 		if err := p.Stop(15 * time.Second); err != nil {
-			return fmt.Errorf("stopping %w: %s", err, p.Tail())
+			return res, fmt.Errorf("stopping %w: %s", err, p.Tail())
 		}
 	}
-	return nil
+	return res, nil
+}
+
+// queueKind names a queue type for logs; "" is classic.
+func queueKind(queueType string) string {
+	if queueType == "" {
+		return "classic"
+	}
+	return queueType
 }
 
 // tasks runs one closed-loop round against queue and reads the CPU time

@@ -5,6 +5,9 @@
 //     relay, every protection on, against the simplest correct
 //     amqp091-go loop, alternating the two round by round: tasks/s and
 //     publish-to-reply latency (p50, p99);
+//   - the same work path on quorum queues (the relay with
+//     amqp.queue_type quorum, the plain loop declaring its queue with
+//     x-queue-type quorum), against the plain loop on quorum queues;
 //   - the outbound path (a full queue republished to an exchange, each
 //     message acked after the destination's confirm) against RabbitMQ's
 //     shovel plugin: messages/s;
@@ -59,6 +62,7 @@ type options struct {
 	rev              string
 	only             string
 	shovel           bool
+	quorum           bool
 	write            bool
 	out              string
 	profile          string
@@ -82,7 +86,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&o.outboundPrefetch, "outbound-prefetch", 1000, "outbound path: prefetch of the relay (and its bulkhead) and the shovel")
 	fs.StringVar(&o.relayBin, "relay", "", "relay binary to measure (default: build ./cmd/relay of the relay module)")
 	fs.StringVar(&o.rev, "rev", "", "build the relay from this git revision instead of the working tree (uncommitted edits left out)")
-	fs.StringVar(&o.only, "only", "", "run only the work or the outbound path")
+	fs.StringVar(&o.only, "only", "", "run only the work path on classic queues (work), on quorum queues (quorum), or the outbound path (outbound)")
+	fs.BoolVar(&o.quorum, "quorum", true, "measure the work path on quorum queues too")
 	fs.BoolVar(&o.shovel, "shovel", true, "measure the shovel (enables the rabbitmq_shovel plugin if needed)")
 	fs.BoolVar(&o.write, "write", false, "refresh the throughput section of BENCHMARKS.md")
 	fs.StringVar(&o.out, "out", "", "file -write refreshes (default: BENCHMARKS.md of the relay module)")
@@ -99,7 +104,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	defer stop()
 
 	rep, err := measure(ctx, o, stderr)
-	if rep != nil && (len(rep.Work) > 0 || len(rep.Outbound) > 0) {
+	if rep != nil && (len(rep.Work) > 0 || len(rep.Quorum) > 0 || len(rep.Outbound) > 0) {
 		fmt.Fprint(stdout, rep.Markdown())
 		fmt.Fprintln(stdout)
 		fmt.Fprintln(stdout, rep.Summary())
@@ -148,8 +153,10 @@ func (o *options) validate() error {
 		return errors.New("-rev and -relay exclude each other")
 	case o.rev != "" && strings.HasPrefix(o.rev, "-"):
 		return fmt.Errorf("-rev: %q is not a revision", o.rev)
-	case o.only != "" && o.only != "work" && o.only != "outbound":
-		return fmt.Errorf("-only: want work or outbound, not %q", o.only)
+	case o.only != "" && o.only != "work" && o.only != "quorum" && o.only != "outbound":
+		return fmt.Errorf("-only: want work, quorum or outbound, not %q", o.only)
+	case o.only == "quorum" && !o.quorum:
+		return errors.New("-only quorum and -quorum=false exclude each other")
 	}
 	if o.profile != "" {
 		abs, err := filepath.Abs(o.profile)
@@ -208,12 +215,17 @@ func measure(ctx context.Context, o options, stderr io.Writer) (rep *Report, err
 		return rep, err
 	}
 	rep.Relay = h.source
-	if o.only != "outbound" {
+	if o.only == "" || o.only == "work" {
 		if err := h.work(ctx, rep); err != nil {
 			return rep, fmt.Errorf("work path: %w", err)
 		}
 	}
-	if o.only != "work" {
+	if o.quorum && (o.only == "" || o.only == "quorum") {
+		if err := h.quorum(ctx, rep); err != nil {
+			return rep, fmt.Errorf("work path on quorum queues: %w", err)
+		}
+	}
+	if o.only == "" || o.only == "outbound" {
 		if err := h.outbound(ctx, rep); err != nil {
 			return rep, fmt.Errorf("outbound path: %w", err)
 		}

@@ -60,16 +60,26 @@ type Report struct {
 	Work         []WorkRound
 	WorkPeakRSS  int64 // VmHWM of the relay process of the work rounds
 	PlainPeakRSS int64 // VmHWM of the plain loop process
-	Outbound     []OutboundRound
-	ShovelNote   string // why the shovel was not measured, or how it was set up
-	Allocs       Allocs
-	AllocsErr    string
+	// Quorum are the work rounds on quorum queues, with the peaks of
+	// their own relay and plain-loop processes.
+	Quorum             []WorkRound
+	QuorumPeakRSS      int64
+	QuorumPlainPeakRSS int64
+	Outbound           []OutboundRound
+	ShovelNote         string // why the shovel was not measured, or how it was set up
+	Allocs             Allocs
+	AllocsErr          string
 }
 
 // WorkRatio is the median over rounds of relay tasks/s ÷ plain tasks/s.
-func (r *Report) WorkRatio() float64 {
+func (r *Report) WorkRatio() float64 { return workRatio(r.Work) }
+
+// QuorumRatio is WorkRatio of the rounds on quorum queues.
+func (r *Report) QuorumRatio() float64 { return workRatio(r.Quorum) }
+
+func workRatio(rounds []WorkRound) float64 {
 	var a, b []float64
-	for _, w := range r.Work {
+	for _, w := range rounds {
 		a, b = append(a, w.Relay.Rate), append(b, w.Plain.Rate)
 	}
 	return stats.Median(stats.Ratios(a, b))
@@ -94,11 +104,11 @@ type workMedians struct {
 	cpu, plainCPU        float64
 }
 
-func (r *Report) workMedians() workMedians {
+func medians(rounds []WorkRound) workMedians {
 	var m workMedians
 	var rr, pr, cpu, pcpu []float64
 	var r50, p50, r99, p99 []time.Duration
-	for _, w := range r.Work {
+	for _, w := range rounds {
 		rr, pr = append(rr, w.Relay.Rate), append(pr, w.Plain.Rate)
 		r50, p50 = append(r50, w.Relay.P50), append(p50, w.Plain.P50)
 		r99, p99 = append(r99, w.Relay.P99), append(p99, w.Plain.P99)
@@ -126,6 +136,7 @@ func (r *Report) outboundMedians() (relay, shovel, cpu float64, peak int64) {
 // Targets of the performance issue.
 const (
 	targetWorkRatio     = 1.0
+	targetQuorumRatio   = 1.0
 	targetOutboundRatio = 1.0
 	targetPeakRSS       = 64 << 20
 )
@@ -134,9 +145,14 @@ const (
 func (r *Report) Summary() string {
 	var parts []string
 	if len(r.Work) > 0 {
-		m := r.workMedians()
+		m := medians(r.Work)
 		parts = append(parts, fmt.Sprintf("work %.2fx plain (%s vs %s tasks/s, p99 %s vs %s)",
 			r.WorkRatio(), rate(m.relayRate), rate(m.plainRate), ms(m.relayP99), ms(m.plainP99)))
+	}
+	if len(r.Quorum) > 0 {
+		m := medians(r.Quorum)
+		parts = append(parts, fmt.Sprintf("quorum work %.2fx plain (%s vs %s tasks/s, p99 %s vs %s)",
+			r.QuorumRatio(), rate(m.relayRate), rate(m.plainRate), ms(m.relayP99), ms(m.plainP99)))
 	}
 	if len(r.Outbound) > 0 {
 		relay, shovel, _, _ := r.outboundMedians()
@@ -150,7 +166,7 @@ func (r *Report) Summary() string {
 		parts = append(parts, fmt.Sprintf("peak RSS %s", mib(r.WorkPeakRSS)))
 	}
 	if len(r.Work) > 0 {
-		m := r.workMedians()
+		m := medians(r.Work)
 		parts = append(parts, fmt.Sprintf("CPU %.2f s/10k tasks (plain %.2f)", m.cpu, m.plainCPU))
 	}
 	if r.AllocsErr == "" {
@@ -208,31 +224,25 @@ func (r *Report) Markdown() string {
 	p("- Machine: %s, %d cores (GOMAXPROCS %d); `%s`; RabbitMQ %s (%s) on the same host", r.Machine.CPU, r.Machine.Cores, r.Machine.GOMAXPROCS, r.Machine.Go, r.Machine.RabbitMQ, r.Machine.Erlang)
 	p("- Load: %d-byte persistent messages published with confirms; %s, each running both implementations; on the work path each gets %s of warm-up, then %s measured", s.BodyBytes, plural(s.Rounds, "round"), s.Warmup, s.Duration)
 	p("- Work path: %d tasks kept outstanding; prefetch %d; the relay with target concurrency %d and a bulkhead of %d, the plain loop with %d workers", s.InFlight, s.Prefetch, s.Workers, s.Bulkhead, s.Workers)
+	if len(r.Quorum) > 0 {
+		p("- Work path on quorum queues: the same load and settings; the relay with `amqp.queue_type: quorum` (its work queue, delay queue and `.dlq` quorum queues), the plain loop declaring its queue with `x-queue-type: quorum`; queues of their own, apart from the classic ones")
+	}
 	p("- Outbound path: %d messages drained from a full queue; prefetch %d for the relay (bulkhead of the same size) and the shovel", s.Messages, s.OutboundPrefetch)
 	p("")
 	p("%s", "```")
 	p("%s", r.Summary())
 	p("%s", "```")
 	if len(r.Work) > 0 {
-		m := r.workMedians()
 		p("")
 		p("### Work path: relay vs plain amqp091-go loop")
 		p("")
-		p("| round | order | relay tasks/s | plain tasks/s | ratio | relay p50 / p99 | plain p50 / p99 | CPU s/10k tasks, relay / plain |")
-		p("| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
-		for i, w := range r.Work {
-			p("| %d | %s | %s | %s | %.2fx | %s / %s | %s / %s | %.2f / %.2f |", i+1, order(w.RelayFirst, "plain"),
-				rate(w.Relay.Rate), rate(w.Plain.Rate), stats.Ratio(w.Relay.Rate, w.Plain.Rate),
-				ms(w.Relay.P50), ms(w.Relay.P99), ms(w.Plain.P50), ms(w.Plain.P99), w.Relay.CPUPer10k, w.Plain.CPUPer10k)
-		}
-		p("| median | | %s | %s | %.2fx | %s / %s | %s / %s | %.2f / %.2f |", rate(m.relayRate), rate(m.plainRate), r.WorkRatio(),
-			ms(m.relayP50), ms(m.relayP99), ms(m.plainP50), ms(m.plainP99), m.cpu, m.plainCPU)
+		workSection(&b, r.Work, r.WorkPeakRSS, r.PlainPeakRSS)
+	}
+	if len(r.Quorum) > 0 {
 		p("")
-		p("Peak resident set over all rounds: relay %s, plain loop %s.", mib(r.WorkPeakRSS), mib(r.PlainPeakRSS))
-		if f := r.failures(); f != "" {
-			p("")
-			p("%s", f)
-		}
+		p("### Work path on quorum queues: relay vs plain amqp091-go loop")
+		p("")
+		workSection(&b, r.Quorum, r.QuorumPeakRSS, r.QuorumPlainPeakRSS)
 	}
 	if len(r.Outbound) > 0 {
 		relay, shovel, cpu, peak := r.outboundMedians()
@@ -257,8 +267,12 @@ func (r *Report) Markdown() string {
 	p("| target | measured | met |")
 	p("| --- | --- | --- |")
 	if len(r.Work) > 0 {
-		m := r.workMedians()
+		m := medians(r.Work)
 		p("| work path ≥ %.1fx the plain loop, every protection on | %.2fx (%s ÷ %s tasks/s) | %s |", targetWorkRatio, r.WorkRatio(), rate(m.relayRate), rate(m.plainRate), yesNo(r.WorkRatio() >= targetWorkRatio))
+	}
+	if len(r.Quorum) > 0 {
+		m := medians(r.Quorum)
+		p("| work path on quorum queues ≥ %.1fx the plain loop on quorum queues | %.2fx (%s ÷ %s tasks/s) | %s |", targetQuorumRatio, r.QuorumRatio(), rate(m.relayRate), rate(m.plainRate), yesNo(r.QuorumRatio() >= targetQuorumRatio))
 	}
 	if len(r.Outbound) > 0 && r.OutboundRatio() > 0 {
 		relay, shovel, _, _ := r.outboundMedians()
@@ -273,11 +287,33 @@ func (r *Report) Markdown() string {
 	return b.String()
 }
 
+// workSection renders one work path's table of rounds, its peaks and
+// its failures.
+func workSection(b *strings.Builder, rounds []WorkRound, relayPeak, plainPeak int64) {
+	p := func(format string, args ...any) { fmt.Fprintf(b, format+"\n", args...) }
+	m := medians(rounds)
+	p("| round | order | relay tasks/s | plain tasks/s | ratio | relay p50 / p99 | plain p50 / p99 | CPU s/10k tasks, relay / plain |")
+	p("| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+	for i, w := range rounds {
+		p("| %d | %s | %s | %s | %.2fx | %s / %s | %s / %s | %.2f / %.2f |", i+1, order(w.RelayFirst, "plain"),
+			rate(w.Relay.Rate), rate(w.Plain.Rate), stats.Ratio(w.Relay.Rate, w.Plain.Rate),
+			ms(w.Relay.P50), ms(w.Relay.P99), ms(w.Plain.P50), ms(w.Plain.P99), w.Relay.CPUPer10k, w.Plain.CPUPer10k)
+	}
+	p("| median | | %s | %s | %.2fx | %s / %s | %s / %s | %.2f / %.2f |", rate(m.relayRate), rate(m.plainRate), workRatio(rounds),
+		ms(m.relayP50), ms(m.relayP99), ms(m.plainP50), ms(m.plainP99), m.cpu, m.plainCPU)
+	p("")
+	p("Peak resident set over all rounds: relay %s, plain loop %s.", mib(relayPeak), mib(plainPeak))
+	if f := failures(rounds); f != "" {
+		p("")
+		p("%s", f)
+	}
+}
+
 // failures notes tasks that failed or were lost: figures from a round
 // where the relay failed tasks would flatter it.
-func (r *Report) failures() string {
+func failures(rounds []WorkRound) string {
 	var notes []string
-	for i, w := range r.Work {
+	for i, w := range rounds {
 		for _, x := range []struct {
 			who string
 			f   TaskFigures

@@ -25,6 +25,15 @@ func sampleReport() *Report {
 				Plain: TaskFigures{Rate: 2500, P50: 42 * time.Millisecond, P99: 85 * time.Millisecond}},
 		},
 		WorkPeakRSS: 30 << 20, PlainPeakRSS: 12 << 20,
+		Quorum: []WorkRound{
+			{RelayFirst: true, Relay: TaskFigures{Rate: 1500, P50: 60 * time.Millisecond, P99: 120 * time.Millisecond, CPUPer10k: 2.0},
+				Plain: TaskFigures{Rate: 1200, P50: 70 * time.Millisecond, P99: 140 * time.Millisecond, CPUPer10k: 1.8}},
+			{RelayFirst: false, Relay: TaskFigures{Rate: 1100, P50: 65 * time.Millisecond, P99: 130 * time.Millisecond, CPUPer10k: 2.2, Lost: 1},
+				Plain: TaskFigures{Rate: 1000, P50: 72 * time.Millisecond, P99: 150 * time.Millisecond, CPUPer10k: 1.9}},
+			{RelayFirst: true, Relay: TaskFigures{Rate: 900, P50: 80 * time.Millisecond, P99: 160 * time.Millisecond, CPUPer10k: 2.4},
+				Plain: TaskFigures{Rate: 1000, P50: 75 * time.Millisecond, P99: 145 * time.Millisecond, CPUPer10k: 2.0}},
+		},
+		QuorumPeakRSS: 33 << 20, QuorumPlainPeakRSS: 13 << 20,
 		Outbound: []OutboundRound{
 			{RelayFirst: true, Relay: 9000, Shovel: 10000, RelayCPUPer10k: 1.2, RelayPeakRSS: 40 << 20},
 			{RelayFirst: false, Relay: 11000, Shovel: 10000, RelayCPUPer10k: 1.0, RelayPeakRSS: 42 << 20},
@@ -45,6 +54,11 @@ func TestRatios(t *testing.T) {
 	if got := r.WorkRatio(); got != 1.2 {
 		t.Errorf("WorkRatio = %v, want 1.2 (median of the round ratios, not ratio of the medians)", got)
 	}
+	// Quorum round ratios 1.25, 1.1, 0.9: the median is 1.1, apart from
+	// the classic rounds.
+	if got := r.QuorumRatio(); got != 1.1 {
+		t.Errorf("QuorumRatio = %v, want 1.1", got)
+	}
 	if got := r.OutboundRatio(); got != 1.0 {
 		t.Errorf("OutboundRatio = %v, want 1.0 (median of 0.9 and 1.1)", got)
 	}
@@ -55,12 +69,12 @@ func TestRatios(t *testing.T) {
 }
 
 func TestSummary(t *testing.T) {
-	want := "summary: work 1.00x plain (3,000 vs 3,000 tasks/s, p99 70.0 ms vs 85.0 ms) · outbound 1.00x shovel (10,000 vs 10,000 msg/s) · peak RSS 30.0 MiB · CPU 1.60 s/10k tasks (plain 0.00) · hot paths 0/0 allocs/op"
+	want := "summary: work 1.00x plain (3,000 vs 3,000 tasks/s, p99 70.0 ms vs 85.0 ms) · quorum work 1.10x plain (1,100 vs 1,000 tasks/s, p99 130.0 ms vs 145.0 ms) · outbound 1.00x shovel (10,000 vs 10,000 msg/s) · peak RSS 30.0 MiB · CPU 1.60 s/10k tasks (plain 0.00) · hot paths 0/0 allocs/op"
 	if got := sampleReport().Summary(); got != want {
 		t.Errorf("Summary:\n%s\nwant\n%s", got, want)
 	}
 	r := sampleReport()
-	r.Work, r.WorkPeakRSS = nil, 0
+	r.Work, r.WorkPeakRSS, r.Quorum = nil, 0, nil
 	r.Outbound = []OutboundRound{{Relay: 5000}}
 	r.AllocsErr = "no"
 	if got, want := r.Summary(), "summary: outbound 5,000 msg/s (no shovel)"; got != want {
@@ -103,6 +117,66 @@ func TestMarkdown(t *testing.T) {
 		if !strings.Contains(md, want) {
 			t.Errorf("Markdown lacks %q", want)
 		}
+	}
+}
+
+func TestSummaryQuorumOnly(t *testing.T) {
+	r := sampleReport()
+	r.Work, r.WorkPeakRSS, r.Outbound, r.AllocsErr = nil, 0, nil, "no"
+	if got, want := r.Summary(), "summary: quorum work 1.10x plain (1,100 vs 1,000 tasks/s, p99 130.0 ms vs 145.0 ms)"; got != want {
+		t.Errorf("Summary = %q, want %q", got, want)
+	}
+}
+
+// TestMarkdownQuorum checks the section of the work path on quorum queues:
+// between the classic work path and the outbound path, with its own
+// rounds, peaks, failures and target.
+func TestMarkdownQuorum(t *testing.T) {
+	md := sampleReport().Markdown()
+	const heading = "### Work path on quorum queues: relay vs plain amqp091-go loop\n"
+	classicAt, quorumAt, outboundAt := strings.Index(md, "### Work path: relay vs plain"), strings.Index(md, heading), strings.Index(md, "### Outbound path")
+	if classicAt < 0 || quorumAt < 0 || outboundAt < 0 || !(classicAt < quorumAt && quorumAt < outboundAt) {
+		t.Fatalf("sections at %d (classic), %d (quorum), %d (outbound), want them in that order:\n%s", classicAt, quorumAt, outboundAt, md)
+	}
+	classic, quorum := md[classicAt:quorumAt], md[quorumAt:outboundAt]
+	for _, want := range []string{
+		"| 1 | relay, plain | 1,500 | 1,200 | 1.25x | 60.0 ms / 120.0 ms | 70.0 ms / 140.0 ms | 2.00 / 1.80 |\n",
+		"| 2 | plain, relay | 1,100 | 1,000 | 1.10x | 65.0 ms / 130.0 ms | 72.0 ms / 150.0 ms | 2.20 / 1.90 |\n",
+		"| median | | 1,100 | 1,000 | 1.10x | 65.0 ms / 130.0 ms | 72.0 ms / 145.0 ms | 2.20 / 1.90 |\n",
+		"Peak resident set over all rounds: relay 33.0 MiB, plain loop 13.0 MiB.\n",
+		"Not every task succeeded: round 2 relay: 0 failed, 1 lost.\n",
+	} {
+		if !strings.Contains(quorum, want) {
+			t.Errorf("quorum section lacks %q:\n%s", want, quorum)
+		}
+	}
+	for _, want := range []string{
+		"Peak resident set over all rounds: relay 30.0 MiB, plain loop 12.0 MiB.\n",
+		"Not every task succeeded: round 2 plain: 2 failed, 0 lost.\n",
+	} {
+		if !strings.Contains(classic, want) {
+			t.Errorf("classic section lacks %q:\n%s", want, classic)
+		}
+	}
+	for _, want := range []string{
+		"- Work path on quorum queues: the same load and settings; the relay with `amqp.queue_type: quorum`",
+		"| work path on quorum queues ≥ 1.0x the plain loop on quorum queues | 1.10x (1,100 ÷ 1,000 tasks/s) | yes |\n",
+	} {
+		if !strings.Contains(md, want) {
+			t.Errorf("Markdown lacks %q", want)
+		}
+	}
+
+	r := sampleReport()
+	r.Quorum[1].Relay.Rate = 800
+	if want := "| work path on quorum queues ≥ 1.0x the plain loop on quorum queues | 0.90x (900 ÷ 1,000 tasks/s) | no |\n"; !strings.Contains(r.Markdown(), want) {
+		t.Errorf("Markdown lacks %q", want)
+	}
+
+	r = sampleReport()
+	r.Quorum = nil
+	if md := r.Markdown(); strings.Contains(md, "quorum") {
+		t.Errorf("Markdown without quorum rounds mentions quorum queues:\n%s", md)
 	}
 }
 
@@ -159,6 +233,13 @@ func TestOptionsValidate(t *testing.T) {
 	if err := good.validate(); err != nil {
 		t.Fatalf("good options: %v", err)
 	}
+	for _, only := range []string{"", "work", "quorum", "outbound"} {
+		o := good
+		o.only, o.quorum = only, true
+		if err := o.validate(); err != nil {
+			t.Errorf("-only %q: %v", only, err)
+		}
+	}
 	tests := []struct {
 		name   string
 		change func(*options)
@@ -168,6 +249,7 @@ func TestOptionsValidate(t *testing.T) {
 		{"no window", func(o *options) { o.duration = 0 }},
 		{"too few messages", func(o *options) { o.messages = 10 }},
 		{"unknown path", func(o *options) { o.only = "both" }},
+		{"quorum only without quorum", func(o *options) { o.only, o.quorum = "quorum", false }},
 		{"revision and binary", func(o *options) { o.rev, o.relayBin = "HEAD", "relay" }},
 		{"revision like a flag", func(o *options) { o.rev = "--output=x" }},
 	}

@@ -18,6 +18,10 @@ type Options struct {
 	URL string
 	// Queue to consume tasks from.
 	Queue string
+	// QueueType, when set (classic or quorum), has the loop declare Queue
+	// as a durable queue of that type (x-queue-type) before it consumes,
+	// as a team's own loop would. Empty: the queue must exist.
+	QueueType string
 	// Target is the downstream URL every task is POSTed to.
 	Target string
 	// Prefetch is the consumer's basic.qos. Zero: 64.
@@ -49,6 +53,12 @@ func Run(ctx context.Context, o Options) error {
 	if err != nil {
 		return err
 	}
+	if o.QueueType != "" {
+		if _, err := cch.QueueDeclare(o.Queue, true, false, false, false, amqp.Table{"x-queue-type": o.QueueType}); err != nil {
+			return fmt.Errorf("declaring %s: %w", o.Queue, err)
+		}
+	}
+	// Per consumer (global false): quorum queues refuse a global prefetch.
 	if err := cch.Qos(o.Prefetch, 0, false); err != nil {
 		return err
 	}

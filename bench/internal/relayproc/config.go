@@ -16,6 +16,9 @@ type Config struct {
 	Listen string
 	// Prefetch is amqp.prefetch.
 	Prefetch int
+	// QueueType is amqp.queue_type, the type of every queue the relay
+	// declares (classic or quorum). Empty leaves the key out: classic.
+	QueueType string
 
 	WorkQueue  string
 	TargetURL  string
@@ -58,7 +61,11 @@ func (c Config) YAML() []byte {
 	}
 	w("instance: %s", q(c.Instance))
 	w("shutdown_timeout: 10s")
-	w("amqp: {url: %s, prefetch: %d}", q(c.URL), max(c.Prefetch, 1))
+	if c.QueueType == "" {
+		w("amqp: {url: %s, prefetch: %d}", q(c.URL), max(c.Prefetch, 1))
+	} else {
+		w("amqp: {url: %s, prefetch: %d, queue_type: %s}", q(c.URL), max(c.Prefetch, 1), q(c.QueueType))
+	}
 	w("http: {listen: %s}", q(listen))
 	w("breakers:")
 	w("  %s: {}", HTTPGuard)

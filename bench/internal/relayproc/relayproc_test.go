@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/vsm-relay/relay/config"
 )
 
 func TestParseRunning(t *testing.T) {
@@ -67,12 +69,55 @@ health: {exchange: "rb.health", interval: "15s"}
 		t.Errorf("YAML:\n%s\nwant:\n%s", got, want)
 	}
 
+	quorum := c
+	quorum.QueueType = "quorum"
+	if line, got := `amqp: {url: "amqp://guest:guest@127.0.0.1:5672/", prefetch: 64, queue_type: "quorum"}`+"\n", string(quorum.YAML()); !strings.Contains(got, line) {
+		t.Errorf("quorum YAML lacks %q:\n%s", line, got)
+	}
+
 	only := Config{Instance: "x", URL: "amqp://h/", OutboundQueue: "o", OutboundExchange: "d"}
 	got := string(only.YAML())
 	for _, line := range []string{"work: []\n", `  bench: {url: "http://127.0.0.1:1/", breaker: bench_http, bulkhead: bench_http, backoff: bench, concurrency: 1}` + "\n"} {
 		if !strings.Contains(got, line) {
 			t.Errorf("outbound-only YAML lacks %q:\n%s", line, got)
 		}
+	}
+}
+
+// TestConfigLoads feeds generated configurations to the relay's own
+// loader, so that a key the relay renames or drops fails here rather than
+// minutes into a run.
+func TestConfigLoads(t *testing.T) {
+	base := Config{
+		Instance: "relaybench-1", URL: "amqp://guest:guest@127.0.0.1:5672/", Prefetch: 64,
+		WorkQueue: "rb.work", TargetURL: "http://127.0.0.1:8081/", Redelivery: []time.Duration{5 * time.Second},
+		Concurrency: 32, Bulkhead: 64,
+		PainExchange: "rb.pain", PleasureExchange: "rb.pleasure", HealthExchange: "rb.health",
+	}
+	tests := []struct {
+		name      string
+		queueType string
+		want      string
+	}{
+		{"classic by default", "", config.QueueClassic},
+		{"classic", "classic", config.QueueClassic},
+		{"quorum", "quorum", config.QueueQuorum},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := base
+			c.QueueType = tt.queueType
+			cfg, err := config.LoadBytes(c.YAML(), nil)
+			if err != nil {
+				t.Fatalf("LoadBytes: %v\n%s", err, c.YAML())
+			}
+			if cfg.AMQP.QueueType != tt.want {
+				t.Errorf("amqp.queue_type = %q, want %q", cfg.AMQP.QueueType, tt.want)
+			}
+			if len(cfg.Work) != 1 || cfg.Work[0].QueueType != tt.want {
+				t.Errorf("work = %+v, want one queue of type %q", cfg.Work, tt.want)
+			}
+		})
 	}
 }
 
