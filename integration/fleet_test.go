@@ -107,14 +107,14 @@ func (e *env) stream(queue string, pace time.Duration) (stop func() int) {
 	return stopIt
 }
 
-// transitions keeps every transition of a breaker.
-type transitions struct {
+// breakerLog keeps every transition of a breaker.
+type breakerLog struct {
 	mu  sync.Mutex
 	all []breaker.Transition
 }
 
-func watchBreaker(b *breaker.Breaker) *transitions {
-	tr := &transitions{}
+func watchBreaker(b *breaker.Breaker) *breakerLog {
+	tr := &breakerLog{}
 	b.OnStateChange(func(t breaker.Transition) {
 		tr.mu.Lock()
 		tr.all = append(tr.all, t)
@@ -123,7 +123,7 @@ func watchBreaker(b *breaker.Breaker) *transitions {
 	return tr
 }
 
-func (tr *transitions) list() []breaker.Transition {
+func (tr *breakerLog) list() []breaker.Transition {
 	tr.mu.Lock()
 	defer tr.mu.Unlock()
 	return append([]breaker.Transition(nil), tr.all...)
@@ -132,7 +132,7 @@ func (tr *transitions) list() []breaker.Transition {
 // waitTo waits for a transition to state s at index from or later of the
 // list (a breaker's state changes before its listeners hear of it), and
 // returns it and its index.
-func (tr *transitions) waitTo(t *testing.T, from int, s breaker.State) (breaker.Transition, int) {
+func (tr *breakerLog) waitTo(t *testing.T, from int, s breaker.State) (breaker.Transition, int) {
 	t.Helper()
 	var got breaker.Transition
 	at := -1
@@ -239,7 +239,7 @@ func measureFleetOpening(t *testing.T, share bool, threshold int, reset, pace ti
 	name := "fleet_" + e.id
 	paths := []string{"/a", "/b", "/c"}
 	var runs []*running
-	var trs []*transitions
+	var trs []*breakerLog
 	var events *replies
 	instances := map[string]bool{}
 	for _, p := range paths {
@@ -525,25 +525,6 @@ func TestFleetRelayCutOffDecidesAloneAndIgnoresStaleNews(t *testing.T) {
 	if tr, _ := trC.waitTo(t, before, breaker.Open); tr.Origin != ghost {
 		t.Errorf("c's opening has origin %q, want %q", tr.Origin, ghost)
 	}
-}
-
-// counter reads a counter with label key=value from the relay's registry.
-func counter(run *running, name, key, value string) float64 {
-	mfs, err := run.r.Registry().Gather()
-	if err != nil {
-		return 0
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			if label(m, key) == value {
-				return m.GetCounter().GetValue()
-			}
-		}
-	}
-	return 0
 }
 
 // TestRetryBudgetBoundsRetriesAndLosesNothing sends 200 tasks to a
