@@ -127,6 +127,11 @@ func TestSoakRandomFaults(t *testing.T) {
 
 	node := os.Getenv("RELAY_TEST_RABBITMQ_NODE")
 	ctlPath, _ := exec.LookPath("rabbitmqctl")
+	if node != "" && ctlPath != "" {
+		// Once for the whole soak: the lock is held until the test ends,
+		// and a second flock of it from this process would wait forever.
+		alarmLock(t)
+	}
 	faults := map[string]int{}
 	redoing := 0 // faults that can redo the tasks in hand
 	deadline := time.Now().Add(dur)
@@ -173,7 +178,6 @@ func TestSoakRandomFaults(t *testing.T) {
 				f = "memory-alarm (skipped: the tests have no broker node of their own)"
 				break
 			}
-			alarmLock(t)
 			ctl(t, ctlPath, "-n", node, "set_vm_memory_high_watermark", "0.0000001")
 			time.Sleep(time.Duration(300+rng.IntN(1500)) * time.Millisecond)
 			ctl(t, ctlPath, "-n", node, "set_vm_memory_high_watermark", "0.4")
