@@ -151,13 +151,20 @@ func (tr *transitions) reach(t *testing.T, state breaker.State, limit time.Durat
 		}
 		time.Sleep(2 * time.Millisecond)
 	}
-	tr.mu.Lock()
-	defer tr.mu.Unlock()
-	at, ok := tr.at[state]
-	if !ok {
-		t.Fatalf("breaker %s is %s, but its listener was told of no such transition", tr.b.Name(), state)
+	// The state changes before the breaker's listeners are told: give
+	// the listener a moment.
+	for {
+		tr.mu.Lock()
+		at, ok := tr.at[state]
+		tr.mu.Unlock()
+		if ok {
+			return at
+		}
+		if time.Now().After(deadline.Add(2 * time.Second)) {
+			t.Fatalf("breaker %s is %s, but its listener was told of no such transition", tr.b.Name(), state)
+		}
+		time.Sleep(2 * time.Millisecond)
 	}
-	return at
 }
 
 // trickle publishes message i (made by mk, with a ledger id) to queue

@@ -204,9 +204,24 @@ func TestHandBacksThroughFifteenBreakerOpeningsSpendNoDelivery(t *testing.T) {
 				cfg.Work[i].QueueType, cfg.Work[i].DeliveryLimit = qt, 2
 			}
 			run := e.startRelay(cfg)
+			t.Cleanup(func() {
+				// A failed test must not leave the downstream's handlers
+				// waiting: its server's Close waits for them.
+				mu.Lock()
+				defer mu.Unlock()
+				for id, ch := range release {
+					select {
+					case <-ch:
+					default:
+						close(ch)
+					}
+					delete(release, id)
+				}
+			})
 			b := run.r.Breaker("downstream")
 			l := e.ledger("a task handed back through 15 breaker openings ("+qt+")", in)
 			b.ForceOpen()
+			eventually(t, 10*time.Second, "intake paused by the open breaker", func() bool { _, c := in.depth(q); return c == 0 })
 			l.publishNow(e.url, q, 0, 1, func(i int) amqp.Publishing { return l.task(i, []byte("held back")) })
 			const rounds = 15
 			for i := 1; i <= rounds; i++ {
@@ -223,7 +238,10 @@ func TestHandBacksThroughFifteenBreakerOpeningsSpendNoDelivery(t *testing.T) {
 				eventually(t, 10*time.Second, "the task in hand", func() bool { return inFlight(run, q) == 1 })
 				time.Sleep(50 * time.Millisecond)
 				b.ForceOpen()
+				mu.Lock()
 				close(gate)
+				delete(release, id)
+				mu.Unlock()
 				eventually(t, 10*time.Second, fmt.Sprintf("hand-back %d", i), func() bool {
 					return counter(run, "relay_tasks_total", "queue", q, "outcome", "requeued") >= float64(i)
 				})
