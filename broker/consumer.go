@@ -119,13 +119,14 @@ type Consumer struct {
 
 	seq atomic.Uint64
 	// inHand counts deliveries handed to the handler and not yet settled,
-	// over every channel the consumer has had. A new basic.consume waits
-	// until it is zero, so deliveries in hand never exceed the prefetch:
+	// over every channel the consumer has had. A new basic.consume asks
+	// only for the prefetch less those, so deliveries in hand never exceed
+	// the prefetch:
 	// RabbitMQ counts a per-consumer prefetch for each consumer tag, and
 	// the deliveries of a cancelled consumer (or of a dead channel, still
 	// being worked on) would otherwise come on top of the new one's.
 	inHand atomic.Int64
-	// draining is set while serve waits for inHand to reach zero.
+	// draining is set while serve waits for room under the prefetch.
 	draining atomic.Bool
 }
 
@@ -182,7 +183,7 @@ func (cs *Consumer) InHand() int { return int(cs.inHand.Load()) }
 // release counts one settled delivery out of those in hand, and wakes a
 // serve loop waiting for them to reach zero.
 func (cs *Consumer) release() {
-	if cs.inHand.Add(-1) <= 0 && cs.draining.Load() {
+	if cs.inHand.Add(-1) >= 0 && cs.draining.Load() {
 		select {
 		case cs.kick <- struct{}{}:
 		default:
@@ -190,21 +191,22 @@ func (cs *Consumer) release() {
 	}
 }
 
-// settledAll reports whether every delivery handed out has been settled;
-// when not, the next release wakes the serve loop.
-func (cs *Consumer) settledAll() bool {
-	if cs.inHand.Load() <= 0 {
+// room is how many deliveries a new consumer may be sent under prefetch:
+// the prefetch less the deliveries still in hand. At zero the next
+// release wakes the serve loop.
+func (cs *Consumer) room(prefetch int) int {
+	if r := prefetch - int(cs.inHand.Load()); r > 0 {
 		cs.draining.Store(false)
-		return true
+		return r
 	}
 	cs.draining.Store(true)
 	// A release between the load and the store saw draining unset and
 	// woke nobody: look again.
-	if cs.inHand.Load() <= 0 {
+	if r := prefetch - int(cs.inHand.Load()); r > 0 {
 		cs.draining.Store(false)
-		return true
+		return r
 	}
-	return false
+	return 0
 }
 
 // Paused reports whether the consumer is paused.
@@ -310,7 +312,7 @@ func (cs *Consumer) serve(ch *amqp.Channel) error {
 	acks := newAcker(ch)
 	defer acks.stop()
 	settle := &settler{ch: ch, a: acks, cs: cs}
-	appliedPrefetch := -1
+	appliedPrefetch, appliedQos := -1, -1
 	var deliveries <-chan amqp.Delivery
 	tag := ""
 	defer func() {
@@ -326,26 +328,31 @@ func (cs *Consumer) serve(ch *amqp.Channel) error {
 		// RabbitMQ applies a per-consumer basic.qos only to consumers
 		// started after it, so a new prefetch is set between consumers:
 		// cancel, drain what was sent, then consume again under it.
-		if deliveries == nil && prefetch != appliedPrefetch {
-			if err := ch.Qos(prefetch, 0, false); err != nil {
-				return fmt.Errorf("setting prefetch %d: %w", prefetch, err)
+		// Deliveries of an earlier consumer still in hand (a cancelled
+		// one, or one of a dead channel still being worked on) count
+		// against the new consumer's prefetch, so that the deliveries in
+		// hand never exceed it; with the whole prefetch in hand, the new
+		// consumer waits until some are settled.
+		if !paused && deliveries == nil {
+			if room := cs.room(prefetch); room > 0 {
+				if room != appliedQos {
+					if err := ch.Qos(room, 0, false); err != nil {
+						return fmt.Errorf("setting prefetch %d: %w", room, err)
+					}
+					appliedQos = room
+					acks.setPrefetch(room)
+				}
+				tag = cs.nextTag()
+				d, err := ch.Consume(cs.queue, tag, false, false, false, false, nil)
+				if err != nil {
+					return fmt.Errorf("consuming %s: %w", cs.queue, err)
+				}
+				deliveries, appliedPrefetch = d, prefetch
+				cs.conn.log.Debug("consuming", "queue", cs.queue, "tag", tag, "prefetch", room)
+				cs.mu.Lock()
+				cs.active = true
+				cs.mu.Unlock()
 			}
-			appliedPrefetch = prefetch
-			acks.setPrefetch(prefetch)
-		}
-		// Deliveries of an earlier consumer still in hand hold back a new
-		// one, which the broker would send a whole prefetch on top of them.
-		if !paused && deliveries == nil && cs.settledAll() {
-			tag = cs.nextTag()
-			d, err := ch.Consume(cs.queue, tag, false, false, false, false, nil)
-			if err != nil {
-				return fmt.Errorf("consuming %s: %w", cs.queue, err)
-			}
-			deliveries = d
-			cs.conn.log.Debug("consuming", "queue", cs.queue, "tag", tag, "prefetch", prefetch)
-			cs.mu.Lock()
-			cs.active = true
-			cs.mu.Unlock()
 		}
 		if tag != "" && (paused || prefetch != appliedPrefetch) {
 			// Synchronous cancel: deliveries sent before cancel-ok still
