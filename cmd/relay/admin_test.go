@@ -39,7 +39,15 @@ func (f *fakeControls) PauseQueue(q string) error   { return f.do("PauseQueue", 
 func (f *fakeControls) ResumeQueue(q string) error  { return f.do("ResumeQueue", q, "vsm.tasks.llm") }
 func (f *fakeControls) Reload() ([]string, error) {
 	_ = f.do("Reload", "")
-	return f.problems, nil
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.problems), nil
+}
+
+func (f *fakeControls) setProblems(p ...string) {
+	f.mu.Lock()
+	f.problems = p
+	f.mu.Unlock()
 }
 
 func (f *fakeControls) Calls() []string {
@@ -101,7 +109,7 @@ func TestAdminCommands(t *testing.T) {
 
 func TestAdminCommandsRefused(t *testing.T) {
 	addr, fake := adminRelay(t, adminToken)
-	fake.problems = []string{"breakers.llm_api.failure_threshold: must be above zero", "amqp.url: is empty"}
+	fake.setProblems("breakers.llm_api.failure_threshold: must be above zero", "amqp.url: is empty")
 	disabled, _ := adminRelay(t, "")
 	closed, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
