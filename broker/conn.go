@@ -15,6 +15,7 @@ import (
 
 	amqp "github.com/rabbitmq/amqp091-go"
 	"github.com/vsm-relay/relay/backoff"
+	"github.com/vsm-relay/relay/internal/corkconn"
 )
 
 // Options configure a Conn. Zero values mean the defaults noted.
@@ -292,7 +293,7 @@ func corkedDial(timeout time.Duration) func(network, addr string) (net.Conn, err
 		if err != nil {
 			return nil, err
 		}
-		return newCorkConn(c), nil
+		return corkconn.New(c), nil
 	}
 }
 

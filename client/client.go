@@ -11,6 +11,7 @@ import (
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
+	"github.com/vsm-relay/relay/internal/corkconn"
 )
 
 // Client is a connection to the relay's broker. It is safe for concurrent
@@ -234,7 +235,7 @@ func (c *Client) open(ctx context.Context, u string) (*session, error) {
 			rawMu.Lock()
 			raw = conn
 			rawMu.Unlock()
-			return newCorkConn(conn), nil
+			return corkconn.New(conn), nil
 		},
 	}
 	conn, err := amqp.DialConfig(u, cfg)

@@ -1,4 +1,7 @@
-package broker
+// Package corkconn coalesces the writes of a connection: amqp091 flushes
+// every frame set with a write of its own, and both the relay's broker
+// connections and the Go client wrap their sockets in one.
+package corkconn
 
 import (
 	"net"
@@ -29,6 +32,9 @@ type corkConn struct {
 	closing bool
 	done    chan struct{}
 }
+
+// New wraps c so that its writes are coalesced (see corkConn).
+func New(c net.Conn) net.Conn { return newCorkConn(c) }
 
 func newCorkConn(c net.Conn) *corkConn {
 	cc := &corkConn{Conn: c, done: make(chan struct{})}
