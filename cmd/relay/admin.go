@@ -65,24 +65,34 @@ clears its counts and lifts a forced open.` + adminExitCodes,
 		Args: cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error { return usageError("want relay breaker open|close NAME") },
 	}
-	for _, action := range []struct{ verb, short string }{
+	addActions(cmd, "breakers", "NAME", []adminAction{
 		{"open", "Force the breaker open until it is closed again"},
 		{"close", "Close the breaker, clear its counts and lift a forced open"},
-	} {
+	})
+	return cmd
+}
+
+// adminAction is a subcommand of breaker or queue: its verb, which is the
+// last word of its admin path, and its one-line help.
+type adminAction struct{ verb, short string }
+
+// addActions adds to cmd a subcommand per action, each posting to
+// /admin/<kind>/<ARG>/<verb>.
+func addActions(cmd *cobra.Command, kind, arg string, actions []adminAction) {
+	for _, action := range actions {
 		var f adminFlags
 		sub := &cobra.Command{
-			Use:   action.verb + " NAME",
+			Use:   action.verb + " " + arg,
 			Short: action.short,
 			Long:  action.short + "." + adminExitCodes,
-			Args:  exactlyOne("NAME"),
+			Args:  exactlyOne(arg),
 			RunE: func(cmd *cobra.Command, args []string) error {
-				return runAdmin(cmd, &f, "breakers/"+url.PathEscape(args[0])+"/"+action.verb)
+				return runAdmin(cmd, &f, kind+"/"+url.PathEscape(args[0])+"/"+action.verb)
 			},
 		}
 		f.register(sub)
 		cmd.AddCommand(sub)
 	}
-	return cmd
 }
 
 func newQueueCmd() *cobra.Command {
@@ -97,23 +107,10 @@ finish.` + adminExitCodes,
 		Args: cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error { return usageError("want relay queue pause|resume QUEUE") },
 	}
-	for _, action := range []struct{ verb, short string }{
+	addActions(cmd, "queues", "QUEUE", []adminAction{
 		{"pause", "Hold the queue's intake"},
 		{"resume", "Release the queue's intake"},
-	} {
-		var f adminFlags
-		sub := &cobra.Command{
-			Use:   action.verb + " QUEUE",
-			Short: action.short,
-			Long:  action.short + "." + adminExitCodes,
-			Args:  exactlyOne("QUEUE"),
-			RunE: func(cmd *cobra.Command, args []string) error {
-				return runAdmin(cmd, &f, "queues/"+url.PathEscape(args[0])+"/"+action.verb)
-			},
-		}
-		f.register(sub)
-		cmd.AddCommand(sub)
-	}
+	})
 	return cmd
 }
 
