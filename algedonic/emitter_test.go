@@ -275,7 +275,7 @@ func TestCoalescedSummaryContent(t *testing.T) {
 func TestNotCoalesced(t *testing.T) {
 	h := newHarness(t, Config{Coalesce: time.Minute})
 	evs := []Event{
-		BreakerOpened("b", "r", 1, false), BreakerOpened("b", "r", 1, true), BreakerClosed("b", "r"),
+		BreakerOpenedWith("b", "r", BreakerOpening{FailureRate: 1, FromHalfOpen: false}), BreakerOpenedWith("b", "r", BreakerOpening{FailureRate: 1, FromHalfOpen: true}), BreakerClosed("b", "r"),
 		HealthChanged("healthy", "degraded", "r", 0), HealthChanged("degraded", "degraded", "r", 0),
 		AMQPLost("EOF"), AMQPLost("EOF"), AMQPBlocked("alarm"), AMQPRestored(time.Second),
 	}
@@ -300,7 +300,7 @@ func TestWithCoalesced(t *testing.T) {
 	t.Run("custom", func(t *testing.T) {
 		h := newHarness(t, Config{Coalesce: time.Second}, WithCoalesced(Kind{Source: "breaker", Event: "open"}))
 		for i := 0; i < 3; i++ {
-			h.e.Emit(BreakerOpened("b", "r", 1, false))
+			h.e.Emit(BreakerOpenedWith("b", "r", BreakerOpening{FailureRate: 1, FromHalfOpen: false}))
 			h.e.Emit(BulkheadRejected("p", "full", 1))
 		}
 		h.e.tick(t0.Add(time.Second))
@@ -315,7 +315,7 @@ func TestBufferDropsOldest(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		h := newHarness(t, Config{Buffer: 3})
 		for i := 1; i <= 5; i++ {
-			h.e.Emit(BreakerOpened(fmt.Sprintf("b%d", i), "r", 1, false))
+			h.e.Emit(BreakerOpenedWith(fmt.Sprintf("b%d", i), "r", BreakerOpening{FailureRate: 1, FromHalfOpen: false}))
 		}
 		if p := h.e.Pending(); p != 3 {
 			t.Fatalf("Pending = %d, want 3", p)
@@ -358,7 +358,7 @@ func TestRunPublishesToExchanges(t *testing.T) {
 			WithClock(clock.Real))
 		stop := runEmitter(t, h.e)
 		defer stop()
-		h.e.Emit(BreakerOpened("llm_api", "3 failures", 0.8, false))
+		h.e.Emit(BreakerOpenedWith("llm_api", "3 failures", BreakerOpening{FailureRate: 0.8, FromHalfOpen: false}))
 		h.e.Emit(BreakerClosed("llm_api", "3 probes succeeded"))
 		synctest.Wait()
 		got := h.pub.messages()
@@ -387,7 +387,7 @@ func TestRunResumesInOrderAfterOutage(t *testing.T) {
 		stop := runEmitter(t, h.e)
 		defer stop()
 		h.e.Emit(AMQPLost("connection reset"))
-		h.e.Emit(BreakerOpened("llm_api", "r", 1, false))
+		h.e.Emit(BreakerOpenedWith("llm_api", "r", BreakerOpening{FailureRate: 1, FromHalfOpen: false}))
 		h.e.Emit(DeadLettered("vsm.tasks.echo", "HTTP 404"))
 		synctest.Wait()
 		time.Sleep(time.Minute)
@@ -515,7 +515,7 @@ func TestMetrics(t *testing.T) {
 		for i := 0; i < 5; i++ {
 			h.e.Emit(BulkheadRejected("p", "full", 1))
 		}
-		h.e.Emit(BreakerOpened("b", "r", 1, false))
+		h.e.Emit(BreakerOpenedWith("b", "r", BreakerOpening{FailureRate: 1, FromHalfOpen: false}))
 		h.e.Emit(BreakerClosed("b", "r"))
 		h.e.Emit(Event{Signal: Pain, Source: "custom", Name: "x", Event: "y", Count: 3})
 		h.e.Emit(AMQPLost("EOF")) // fills the buffer past 4: drops the first rejection
@@ -630,7 +630,7 @@ func TestListeners(t *testing.T) {
 
 func TestEventsAreLogged(t *testing.T) {
 	h := newHarness(t, Config{Coalesce: time.Minute})
-	h.e.Emit(BreakerOpened("b", "r", 1, false))
+	h.e.Emit(BreakerOpenedWith("b", "r", BreakerOpening{FailureRate: 1, FromHalfOpen: false}))
 	h.e.Emit(BreakerClosed("b", "r"))
 	h.e.Emit(BulkheadRejected("p", "full", 1))
 	h.e.Emit(BulkheadRejected("p", "full", 1))
@@ -678,7 +678,7 @@ func BenchmarkEmitQueued(b *testing.B) {
 	}
 	b.ReportAllocs()
 	for b.Loop() {
-		e.Emit(BreakerOpened("llm_api", "3 failures", 0.8, false))
+		e.Emit(BreakerOpenedWith("llm_api", "3 failures", BreakerOpening{FailureRate: 0.8, FromHalfOpen: false}))
 	}
 }
 

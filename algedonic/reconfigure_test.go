@@ -17,14 +17,14 @@ import (
 func TestSetConfigExchanges(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		h := newHarness(t, Config{Instance: "relay-1"}, WithClock(clock.Real))
-		h.e.Emit(BreakerOpened("queued_before", "r", 1, false))
+		h.e.Emit(BreakerOpenedWith("queued_before", "r", BreakerOpening{FailureRate: 1, FromHalfOpen: false}))
 		err := h.e.SetConfig(Config{Instance: "relay-2", PainExchange: "pain.new", PleasureExchange: "pleasure.new"})
 		if err != nil {
 			t.Fatal(err)
 		}
 		stop := runEmitter(t, h.e)
 		defer stop()
-		h.e.Emit(BreakerOpened("after", "r", 1, false))
+		h.e.Emit(BreakerOpenedWith("after", "r", BreakerOpening{FailureRate: 1, FromHalfOpen: false}))
 		h.e.Emit(BreakerClosed("after", "r"))
 		synctest.Wait()
 		var got []string
@@ -162,7 +162,7 @@ func TestSetConfigBuffer(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				h := newHarness(t, Config{Buffer: tt.from})
 				for i := 1; i <= tt.queued; i++ {
-					h.e.Emit(BreakerOpened(fmt.Sprintf("b%d", i), "r", 1, false))
+					h.e.Emit(BreakerOpenedWith(fmt.Sprintf("b%d", i), "r", BreakerOpening{FailureRate: 1, FromHalfOpen: false}))
 				}
 				if err := h.e.SetConfig(Config{Buffer: tt.to}); err != nil {
 					t.Fatal(err)
@@ -180,7 +180,7 @@ func TestSetConfigBuffer(t *testing.T) {
 					t.Fatalf("logged %d drops, want %d", c, tt.wantDropped)
 				}
 				// The new size holds from the next event on.
-				h.e.Emit(BreakerOpened("next", "r", 1, false))
+				h.e.Emit(BreakerOpenedWith("next", "r", BreakerOpening{FailureRate: 1, FromHalfOpen: false}))
 				if p := h.e.Pending(); p != min(tt.wantPending+1, tt.to) {
 					t.Fatalf("Pending after one more = %d, want %d", p, min(tt.wantPending+1, tt.to))
 				}
@@ -205,7 +205,7 @@ func TestSetConfigBufferShrinksPastTheHead(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		h := newHarness(t, Config{Buffer: 10}, WithClock(clock.Real))
 		for i := 1; i <= 4; i++ {
-			h.e.Emit(BreakerOpened(fmt.Sprintf("b%d", i), "r", 1, false))
+			h.e.Emit(BreakerOpenedWith(fmt.Sprintf("b%d", i), "r", BreakerOpening{FailureRate: 1, FromHalfOpen: false}))
 		}
 		h.pub.failing.Store(true)
 		stop := runEmitter(t, h.e)

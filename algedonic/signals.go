@@ -85,16 +85,6 @@ func BreakerOpenedWith(name, reason string, o BreakerOpening) Event {
 	}
 }
 
-// BreakerOpened grades an opening by a failure rate alone, as
-// BreakerOpenedWith does with only FromHalfOpen and FailureRate known.
-//
-// Deprecated: a breaker without a rate threshold has no failure rate, so
-// this always gave it the floor intensity. Use BreakerOpenedWith with
-// everything the breaker.Transition carries.
-func BreakerOpened(name, reason string, failureRate float64, fromHalfOpen bool) Event {
-	return BreakerOpenedWith(name, reason, BreakerOpening{FromHalfOpen: fromHalfOpen, FailureRate: failureRate})
-}
-
 // BreakerClosed is the pleasure of a breaker closing after its probes
 // succeeded: severity info, intensity 0.5.
 func BreakerClosed(name, reason string) Event {

@@ -34,8 +34,8 @@ func TestConstructors(t *testing.T) {
 		{"breaker opened NaN rate", BreakerOpenedWith("b", "r", BreakerOpening{Calls: 1, FailureRate: nan, SlowCallRate: nan}), Pain, Critical, "breaker", "b", "open", 0.5},
 		{"breaker opened negative everything", BreakerOpenedWith("b", "r", BreakerOpening{Failures: -3, Threshold: -1, FailureSpan: -time.Hour, Window: -time.Minute, Calls: -1, FailureRate: -3}), Pain, Critical, "breaker", "b", "open", 0.5},
 		{"breaker opened span negative", BreakerOpenedWith("b", "r", BreakerOpening{Failures: 2, Threshold: 2, FailureSpan: -time.Hour, Window: time.Minute}), Pain, Critical, "breaker", "b", "open", 1},
-		{"deprecated breaker opened", BreakerOpened("b", "r", 0.5, false), Pain, Critical, "breaker", "b", "open", 0.75},
-		{"deprecated breaker opened from half_open", BreakerOpened("b", "r", 0, true), Pain, Critical, "breaker", "b", "open", 0.75},
+		{"breaker opened by its rate alone", BreakerOpenedWith("b", "r", BreakerOpening{FailureRate: 0.5, FromHalfOpen: false}), Pain, Critical, "breaker", "b", "open", 0.75},
+		{"breaker opened from half_open by its rate alone", BreakerOpenedWith("b", "r", BreakerOpening{FailureRate: 0, FromHalfOpen: true}), Pain, Critical, "breaker", "b", "open", 0.75},
 		{"retry budget exhausted", RetryBudgetExhausted("echo", "retry budget spent", 0.1), Pain, Warning, "target", "echo", "retry_budget_exhausted", 0.3},
 		{"retry budget exhausted widely", RetryBudgetExhausted("echo", "r", 0.9), Pain, Warning, "target", "echo", "retry_budget_exhausted", 0.9},
 		{"retry budget exhausted NaN", RetryBudgetExhausted("echo", "r", nan), Pain, Warning, "target", "echo", "retry_budget_exhausted", 0.3},
@@ -83,8 +83,8 @@ func TestConstructors(t *testing.T) {
 }
 
 func TestConstructorDetails(t *testing.T) {
-	if d := BreakerOpened("b", "r", 0.3, true).Details; d["from"] != "half_open" || d["failure_rate"] != 0.3 || d["calls"] != nil {
-		t.Errorf("BreakerOpened details = %v", d)
+	if d := BreakerOpenedWith("b", "r", BreakerOpening{FailureRate: 0.3, FromHalfOpen: true}).Details; d["from"] != "half_open" || d["failure_rate"] != 0.3 || d["calls"] != nil {
+		t.Errorf("BreakerOpenedWith details = %v", d)
 	}
 	d := BreakerOpenedWith("b", "r", BreakerOpening{Failures: 3, Threshold: 5, Calls: 9, FailureRate: 1.0 / 3, Origin: "relay-b"}).Details
 	if d["from"] != "closed" || d["failures"] != 3 || d["threshold"] != 5 || d["calls"] != 9 || d["failure_rate"] != 1.0/3 || d["origin"] != "relay-b" {
