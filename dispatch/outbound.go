@@ -186,7 +186,7 @@ type outboundCall struct {
 
 // send starts one delivery's publish: the first stage of the pipeline.
 func (o *Outbound) send(ctx context.Context, d amqp.Delivery) {
-	if !broker.Live(d) {
+	if !broker.Live(d.Acknowledger) {
 		o.settle.settle(ctx, &d, Outcome{Kind: Stale})
 		return
 	}

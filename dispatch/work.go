@@ -191,7 +191,7 @@ func (w *Work) handle(ctx context.Context, d amqp.Delivery) {
 // decide runs one task to its outcome: the table of the package comment.
 // ctx bounds the calls; w.stop ends retries.
 func (w *Work) decide(ctx context.Context, d *amqp.Delivery) Outcome {
-	if !broker.Live(*d) {
+	if !broker.Live(d.Acknowledger) {
 		return Outcome{Kind: Stale}
 	}
 	if o, ok := w.settle.redelivered(d); ok {

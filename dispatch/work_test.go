@@ -287,10 +287,9 @@ func TestDecidePoolRejectionSpendsNoAttempt(t *testing.T) {
 	}
 }
 
-func TestDecideStaleDeliveryIsNotStarted(t *testing.T) {
-	// A delivery of a dead channel comes through broker.Consumer with its
-	// own acknowledger; only that one can be stale, which the broker
-	// package tests. A plain one is live.
+func TestDecideDeliveryOfAnotherAcknowledgerIsLive(t *testing.T) {
+	// Only a delivery that came through broker.Consumer can be stale (its
+	// channel died); a delivery with another acknowledger is worked on.
 	r := newRig(t, rigOpts{script: []answer{ok200}})
 	if o := r.decide(nil); o.Kind != Reply {
 		t.Fatalf("a live delivery: %s", o.Kind)
