@@ -10,6 +10,7 @@ import (
 	"github.com/vsm-relay/relay/config"
 	"github.com/vsm-relay/relay/dispatch"
 	"github.com/vsm-relay/relay/intake"
+	"github.com/vsm-relay/relay/metrics"
 )
 
 // queue is one consumed queue: the dispatcher its deliveries go to, its
@@ -26,6 +27,9 @@ type queue struct {
 	entry any
 	work  *dispatch.Work     // a work queue's dispatcher, or nil
 	out   *dispatch.Outbound // an outbound queue's dispatcher, or nil
+	// wm and om are the queue's metrics, resolved once (one of them).
+	wm *metrics.QueueMetrics
+	om *metrics.OutboundMetrics
 	// destURL is an outbound queue's destination broker; "": the relay's.
 	destURL string
 	dest    *broker.Conn      // the destination connection, when destURL is set
@@ -47,10 +51,11 @@ func (r *Relay) newWorkQueue(cfg *config.Config, w config.Work) *queue {
 		name: w.Queue, breaker: cfg.Targets[w.Target].Breaker, prefetch: w.Prefetch, queueType: w.QueueType,
 		entry: workEntry{w, cfg.Targets[w.Target].Concurrency},
 	}
+	q.wm = r.metrics.Queue(w.Queue, w.Target)
 	q.work = dispatch.NewWork(dispatch.WorkSpec{
 		Queue: w.Queue, Target: t, Redelivery: w.Redelivery,
 		Prefetch: w.Prefetch, Concurrency: cfg.Targets[w.Target].Concurrency,
-		Publisher: lazyPublisher{&r.pub}, Metrics: r.metrics.Queue(w.Queue, w.Target), Logger: r.log,
+		Publisher: lazyPublisher{&r.pub}, Metrics: q.wm, Logger: r.log,
 		DeadLettered: r.deadLettered, DeliveryLimit: w.DeliveryLimit,
 	})
 	return q
@@ -58,11 +63,12 @@ func (r *Relay) newWorkQueue(cfg *config.Config, w config.Work) *queue {
 
 func (r *Relay) newOutboundQueue(o config.Outbound) *queue {
 	q := &queue{name: o.Queue, breaker: o.Breaker, prefetch: o.Prefetch, queueType: o.QueueType, entry: o, destURL: o.URL}
+	q.om = r.metrics.Outbound(o.Queue)
 	q.out = dispatch.NewOutbound(dispatch.OutboundSpec{
 		Queue: o.Queue, Exchanges: o.Exchanges, Prefetch: o.Prefetch,
 		Guard:       r.guard(o.Breaker, o.Bulkhead),
 		Destination: lazyPublisher{&q.pub}, Publisher: lazyPublisher{&r.pub},
-		Metrics: r.metrics.Outbound(o.Queue), Logger: r.log, DeadLettered: r.deadLettered,
+		Metrics: q.om, Logger: r.log, DeadLettered: r.deadLettered,
 		DeliveryLimit: o.DeliveryLimit,
 	})
 	return q

@@ -107,11 +107,11 @@ func (r *Relay) queueStats() []dashboard.QueueStats {
 			}
 		}
 		if q.work != nil {
-			m := r.metrics.Queue(q.name, q.entry.(workEntry).Target)
+			m := q.wm
 			s.Replied = count(m.Replied) + count(m.Completed)
 			s.Redelivered, s.DeadLettered, s.Requeued = count(m.Redelivered), count(m.DeadLettered), count(m.Requeued)
 		} else {
-			m := r.metrics.Outbound(q.name)
+			m := q.om
 			s.Published = count(m.Published)
 			s.DeadLettered, s.Requeued = count(m.DeadLettered)+count(m.Returned), count(m.Requeued)
 		}
