@@ -75,13 +75,23 @@ func startBinary(t *testing.T, path string, env ...string) *proc {
 	bin := relayBinary(t)
 	p := &proc{t: t, addr: freeAddr(t), log: &lockedBuffer{}, done: make(chan error, 1)}
 	p.cmd = exec.Command(bin, "run", "--config", path, "--log-format", "json")
-	p.cmd.Env = append(append(os.Environ(), "RELAY_HTTP_LISTEN="+p.addr), env...)
+	p.cmd.Env = append(append(os.Environ(), "RELAY_HTTP_LISTEN="+p.addr, "GOTRACEBACK=all"), env...)
 	p.cmd.Stderr = p.log
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	go func() { p.done <- p.cmd.Wait() }()
 	t.Cleanup(func() {
+		if t.Failed() {
+			// A failed test is worth the relay's goroutines: SIGQUIT makes
+			// the Go runtime write them all (GOTRACEBACK=all) and exit.
+			_ = p.cmd.Process.Signal(syscall.SIGQUIT)
+			select {
+			case err := <-p.done:
+				p.done <- err
+			case <-time.After(5 * time.Second):
+			}
+		}
 		_ = p.cmd.Process.Kill()
 		<-p.done
 		p.done <- nil
