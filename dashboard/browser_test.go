@@ -198,7 +198,7 @@ func screenshot(t *testing.T, ctx context.Context, name string) {
 		t.Fatalf("screenshot %s: %v", name, err)
 	}
 	dirs := []string{t.TempDir()}
-	if d := os.Getenv("RELAY_SCREENSHOT_DIR"); d != "" {
+	if d := os.Getenv("RELAY_TEST_SCREENSHOT_DIR"); d != "" {
 		dirs = append(dirs, d)
 	}
 	for _, d := range dirs {

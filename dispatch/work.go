@@ -11,6 +11,7 @@ import (
 
 	amqp "github.com/rabbitmq/amqp091-go"
 	"github.com/vsm-relay/relay/backoff"
+	"github.com/vsm-relay/relay/breaker"
 	"github.com/vsm-relay/relay/broker"
 	"github.com/vsm-relay/relay/metrics"
 )
@@ -214,6 +215,17 @@ func (w *Work) decide(ctx context.Context, d *amqp.Delivery) Outcome {
 	tried := false // a request of this delivery reached the downstream
 	var last result
 	for {
+		if tried {
+			// A retry is for a downstream that is up. One whose breaker
+			// is open or probing is not, and a task that has just failed
+			// is a poor probe: it may be the very task that fails. It
+			// takes its next step now, its attempts counted, and leaves
+			// the probes to tasks that have not failed; kept in hand, it
+			// would also hold a place of the few the probes are given.
+			if s := t.Breaker.State(); s != breaker.Closed {
+				return w.next(step, attempts, last, "; breaker "+t.Breaker.Name()+" is "+s.String())
+			}
+		}
 		res, err := t.attempt(ctx, &tk)
 		switch {
 		case err == nil:

@@ -207,6 +207,30 @@ func TestDecideWithTheBreaker(t *testing.T) {
 			t.Fatalf("waits %v, want two of %s", r.sl.waits, probeWait)
 		}
 	})
+	t.Run("half-open with a probe slot free after its own failed attempt: next step, the probe left to others", func(t *testing.T) {
+		r := newRig(t, rigOpts{script: []answer{err500, ok200}, threshold: 100, retries: 2})
+		r.sl.before = func(n int) {
+			if n == 1 { // during the backoff wait the breaker goes half-open
+				r.halfOpen()
+			}
+		}
+		o := r.decide(nil)
+		if o.Kind != Redeliver || o.Attempts != 1 || r.ds.count() != 1 {
+			t.Fatalf("outcome %s attempts %d after %d calls (%q); want redeliver after the one call, no retry as a probe", o.Kind, o.Attempts, r.ds.count(), o.Reason)
+		}
+		if !strings.Contains(o.Reason, "HTTP 500") || !strings.Contains(o.Reason, "breaker svc is half_open") {
+			t.Fatalf("reason %q", o.Reason)
+		}
+		if st := r.br.State(); st != breaker.HalfOpen {
+			t.Fatalf("breaker %s, want still half_open: its probe is for a task that has not failed", st)
+		}
+	})
+	t.Run("a retry while the breaker stays closed is made", func(t *testing.T) {
+		r := newRig(t, rigOpts{script: []answer{err500, ok200}, threshold: 100, retries: 2})
+		if o := r.decide(nil); o.Kind != Reply || o.Attempts != 2 || r.ds.count() != 2 {
+			t.Fatalf("outcome %s attempts %d after %d calls (%q)", o.Kind, o.Attempts, r.ds.count(), o.Reason)
+		}
+	})
 	t.Run("probe slots busy after its own failed attempt: next step", func(t *testing.T) {
 		r := newRig(t, rigOpts{script: []answer{err500}, threshold: 100, retries: 2})
 		r.sl.before = func(n int) {

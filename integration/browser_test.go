@@ -89,7 +89,7 @@ func (s *syncBuffer) String() string {
 }
 
 // pageScreenshot saves the whole page as name in the test's temp dir and,
-// when RELAY_SCREENSHOT_DIR is set, there too.
+// when RELAY_TEST_SCREENSHOT_DIR is set, there too.
 func pageScreenshot(t *testing.T, ctx context.Context, name string) {
 	t.Helper()
 	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
@@ -97,7 +97,7 @@ func pageScreenshot(t *testing.T, ctx context.Context, name string) {
 		t.Fatalf("screenshot %s: %v", name, err)
 	}
 	dirs := []string{t.TempDir()}
-	if d := os.Getenv("RELAY_SCREENSHOT_DIR"); d != "" {
+	if d := os.Getenv("RELAY_TEST_SCREENSHOT_DIR"); d != "" {
 		dirs = append(dirs, d)
 	}
 	for _, d := range dirs {
