@@ -421,6 +421,72 @@ func TestSetPrefetchWidensTheRunningConsumer(t *testing.T) {
 	}
 }
 
+// AwaitCancels outlasts a pause's or a prefetch change's basic.cancel, on
+// a quorum queue: once it returns the paused consumer is gone from the
+// broker, and a message published then is never sent to a consumer going
+// away (whose broker channel would take it back and flag its next
+// delivery redelivered).
+func TestAwaitCancelsOutlastsTheCancelOnAQuorumQueue(t *testing.T) {
+	url := testbroker.URL(t)
+	q := testbroker.Unique("relay.test.cancels")
+	testbroker.CleanupQueues(t, url, q)
+	c := dialTest(t, url, func(conn *amqp.Connection) error {
+		ch, err := conn.Channel()
+		if err != nil {
+			return err
+		}
+		defer ch.Close()
+		_, err = ch.QueueDeclare(q, true, false, false, false, amqp.Table{"x-queue-type": "quorum"})
+		return err
+	})
+	pub := c.NewPublisher()
+	defer pub.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	got := make(chan Delivery, 16)
+	cons, err := c.Consume(ConsumerOptions{Queue: q, Prefetch: 4}, func(d Delivery) { got <- d })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cons.Close()
+	waitFor(t, ctx, "consumer active", cons.Active)
+	if err := cons.AwaitCancels(ctx); err != nil {
+		t.Fatalf("AwaitCancels with no cancel due: %v", err)
+	}
+	for round := 1; round <= 20; round++ {
+		pause := round%2 == 1
+		if pause {
+			cons.Pause()
+		} else {
+			cons.SetPrefetch(4 + round)
+		}
+		if err := cons.AwaitCancels(ctx); err != nil {
+			t.Fatalf("round %d: %v", round, err)
+		}
+		if pause {
+			if cons.Active() {
+				t.Fatalf("round %d: AwaitCancels returned with the paused consumer still consuming", round)
+			}
+		}
+		body := fmt.Sprint("round ", round)
+		if err := pub.PublishAndWait(ctx, "", q, true, amqp.Publishing{Body: []byte(body)}); err != nil {
+			t.Fatal(err)
+		}
+		cons.Resume()
+		select {
+		case d := <-got:
+			if string(d.Body) != body || d.Redelivered {
+				t.Fatalf("round %d: got %q redelivered %v (headers %v), want %q first delivered", round, d.Body, d.Redelivered, d.Headers, body)
+			}
+			if err := d.Ack(); err != nil {
+				t.Fatal(err)
+			}
+		case <-ctx.Done():
+			t.Fatalf("round %d: %q never delivered", round, body)
+		}
+	}
+}
+
 // consumeBodies consumes q, acking everything, and records each distinct
 // body seen; the consumer closes when the test ends.
 func consumeBodies(t *testing.T, c *Conn, q string, prefetch int) (*Consumer, *sync.Map) {

@@ -114,6 +114,13 @@ type Consumer struct {
 	paused   bool
 	prefetch int
 	active   bool // consuming on the current channel
+	// consumingAt is the prefetch the live broker consumer was started
+	// for (while active): a wish that differs from it, or a pause, means
+	// that consumer is to be cancelled.
+	consumingAt int
+	// changed is closed, and replaced, whenever paused, prefetch, active
+	// or consumingAt change (see AwaitCancels).
+	changed chan struct{}
 
 	kick chan struct{}
 	done chan struct{}
@@ -151,6 +158,7 @@ func (c *Conn) Consume(opts ConsumerOptions, h Handler) (*Consumer, error) {
 		prefetch: opts.Prefetch,
 		kick:     make(chan struct{}, 1),
 		done:     make(chan struct{}),
+		changed:  make(chan struct{}),
 	}
 	cons.wg.Add(1)
 	go cons.run()
@@ -228,10 +236,57 @@ func (cs *Consumer) Active() bool {
 func (cs *Consumer) set(change func()) {
 	cs.mu.Lock()
 	change()
+	cs.changedLocked()
 	cs.mu.Unlock()
 	select {
 	case cs.kick <- struct{}{}:
 	default:
+	}
+}
+
+// changedLocked wakes every AwaitCancels; cs.mu is held.
+func (cs *Consumer) changedLocked() {
+	close(cs.changed)
+	cs.changed = make(chan struct{})
+}
+
+// setActive records whether a broker consumer is live on the current
+// channel, and for which prefetch.
+func (cs *Consumer) setActive(active bool, prefetch int) {
+	cs.mu.Lock()
+	cs.active, cs.consumingAt = active, prefetch
+	cs.changedLocked()
+	cs.mu.Unlock()
+}
+
+// AwaitCancels returns once no basic.cancel of the consumer is due (it
+// was paused, or its prefetch changed, while consuming) or waiting for
+// its cancel-ok, or with ctx's error. Past it, every delivery the
+// cancelled consumer was sent has been handed to the handler, and the
+// broker sends it nothing more.
+//
+// A message that reaches a quorum queue while a consumer of it is being
+// cancelled may be sent to that consumer after the broker's channel has
+// let go of it; the channel then returns the message to the queue
+// (RabbitMQ's handling of rabbitmq-server#3729, observed on 3.10 and
+// still in its source for 4.x), which counts it as a delivery and flags
+// its next delivery redelivered, though no client ever saw it. Publish
+// back to a queue after AwaitCancels so that the relay's own messages
+// never race the relay's own cancels.
+func (cs *Consumer) AwaitCancels(ctx context.Context) error {
+	for {
+		cs.mu.Lock()
+		due := cs.active && (cs.paused || cs.prefetch != cs.consumingAt)
+		changed := cs.changed
+		cs.mu.Unlock()
+		if !due {
+			return nil
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 	}
 }
 
@@ -317,11 +372,7 @@ func (cs *Consumer) serve(ch *amqp.Channel) error {
 	appliedPrefetch, appliedQos := -1, -1
 	var deliveries <-chan amqp.Delivery
 	tag := ""
-	defer func() {
-		cs.mu.Lock()
-		cs.active = false
-		cs.mu.Unlock()
-	}()
+	defer cs.setActive(false, 0)
 	for {
 		cs.mu.Lock()
 		paused, prefetch := cs.paused, cs.prefetch
@@ -351,9 +402,7 @@ func (cs *Consumer) serve(ch *amqp.Channel) error {
 				}
 				deliveries, appliedPrefetch = d, prefetch
 				cs.conn.log.Debug("consuming", "queue", cs.queue, "tag", tag, "prefetch", room)
-				cs.mu.Lock()
-				cs.active = true
-				cs.mu.Unlock()
+				cs.setActive(true, prefetch)
 			}
 		}
 		if tag != "" && (paused || prefetch != appliedPrefetch) {
@@ -383,10 +432,10 @@ func (cs *Consumer) serve(ch *amqp.Channel) error {
 		case <-cs.kick:
 		case d, ok := <-deliveries:
 			if !ok {
+				// Closed after cancel-ok, once every delivery sent
+				// before it has been read.
 				deliveries = nil
-				cs.mu.Lock()
-				cs.active = false
-				cs.mu.Unlock()
+				cs.setActive(false, 0)
 				continue
 			}
 			d.Acknowledger = settle

@@ -118,6 +118,11 @@ func NewOutbound(s OutboundSpec) *Outbound {
 	return o
 }
 
+// SetIntake tells the queue its consumer: what it publishes back to the
+// queue waits for that consumer's cancels (see Intake). Call it before
+// the consumer takes deliveries.
+func (o *Outbound) SetIntake(in Intake) { o.settle.intake.Store(&intakeOf{in}) }
+
 // Queue returns the outbound queue's name.
 func (o *Outbound) Queue() string { return o.queue }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -107,6 +108,19 @@ func inc(c prometheus.Counter) {
 	}
 }
 
+// Intake is the consumer a queue's deliveries come from (a
+// *broker.Consumer), as far as settling needs it.
+type Intake interface {
+	// AwaitCancels returns once no basic.cancel of the consumer is due
+	// or waiting for its cancel-ok (or with ctx's error).
+	AwaitCancels(ctx context.Context) error
+}
+
+// cancelWait bounds how long a delivery published back to its queue waits
+// for the queue's consumer to be cancelled (a few milliseconds when the
+// broker answers).
+const cancelWait = 5 * time.Second
+
 // DelayStep is one delayed redelivery: a queue whose TTL dead-letters
 // messages back to the work queue.
 type DelayStep struct {
@@ -130,6 +144,34 @@ type settler struct {
 	// limit deliveries ended without an outcome is dead-lettered. Zero:
 	// none.
 	limit int
+	// intake is the queue's consumer, set once it exists (see
+	// awaitCancels); nil: none to wait for.
+	intake atomic.Pointer[intakeOf]
+}
+
+// intakeOf boxes an Intake for an atomic.Pointer.
+type intakeOf struct{ Intake }
+
+// awaitCancels waits, for at most cancelWait, until no cancel of the
+// queue's own consumer is due or under way, before a delivery is
+// published back to the queue. A hand-back's copy is published just as
+// the breaker that turned it away pauses intake, so without the wait it
+// would often reach the queue while the consumer is being cancelled: a
+// quorum queue may then send it to that consumer, whose broker channel
+// returns it (see broker.Consumer.AwaitCancels), and its next delivery
+// comes flagged redelivered, read by the relay as a delivery that ended
+// without an outcome, spending the delivery limit that hand-backs must
+// not spend.
+func (s *settler) awaitCancels(ctx context.Context) {
+	in := s.intake.Load()
+	if in == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, cancelWait)
+	defer cancel()
+	if err := in.AwaitCancels(ctx); err != nil {
+		s.log.Warn("publishing back to the queue without waiting for its consumer's cancel", "err", err.Error())
+	}
 }
 
 // redelivered decides what becomes of a delivery the broker flagged as
@@ -245,6 +287,7 @@ func (s *settler) republish(ctx context.Context, d *amqp.Delivery, deliveries in
 	if deliveries >= 0 {
 		h[HeaderDeliveries] = int32(deliveries)
 	}
+	s.awaitCancels(ctx)
 	if err := s.publishAndWait(ctx, "", s.queue, publishingOf(d, h)); err != nil {
 		return fmt.Errorf("publishing back to %s: %w", s.queue, err)
 	}

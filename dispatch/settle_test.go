@@ -205,3 +205,61 @@ func TestRedeliveredCountsTowardsTheDeliveryLimit(t *testing.T) {
 		t.Error("no limit: a redelivered delivery is worked on as it is")
 	}
 }
+
+// cancelling is an Intake whose consumer is being cancelled until release
+// is closed.
+type cancelling struct {
+	release chan struct{}
+	waits   chan struct{} // one per AwaitCancels call
+}
+
+func (c *cancelling) AwaitCancels(ctx context.Context) error {
+	c.waits <- struct{}{}
+	select {
+	case <-c.release:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// What goes back to the queue (a hand-back, a recount) is published only
+// once the queue's consumer is no longer being cancelled: a quorum queue
+// would send a copy that arrives during the cancel to the consumer going
+// away, and take it back as a spent delivery.
+func TestPublishingBackWaitsForTheConsumersCancel(t *testing.T) {
+	for _, o := range []Outcome{{Kind: Requeue, Reason: "breaker svc is open"}, {Kind: Recount, Deliveries: 1}} {
+		t.Run(o.Kind.String(), func(t *testing.T) {
+			pub := &publisher{}
+			s, _, _ := testSettler(pub)
+			in := &cancelling{release: make(chan struct{}), waits: make(chan struct{}, 1)}
+			s.intake.Store(&intakeOf{in})
+			a := newAcks()
+			d := delivery(nil, a)
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				s.settle(context.Background(), &d, o)
+			}()
+			select {
+			case <-in.waits:
+			case <-done:
+				t.Fatalf("settled without waiting for the consumer's cancel: published %d", len(pub.all()))
+			case <-time.After(10 * time.Second):
+				t.Fatal("settle neither waited for the consumer's cancel nor finished")
+			}
+			time.Sleep(20 * time.Millisecond)
+			if n := len(pub.all()); n != 0 {
+				t.Fatalf("%d published back while the consumer was being cancelled", n)
+			}
+			close(in.release)
+			<-done
+			if n := len(pub.to("q")); n != 1 {
+				t.Fatalf("%d published back to q once the cancel was over, want 1", n)
+			}
+			if acked, nacked := a.counts(); acked != 1 || nacked != 0 {
+				t.Fatalf("acked %d, nacked %d: want the delivery acked after its copy", acked, nacked)
+			}
+		})
+	}
+}

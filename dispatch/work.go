@@ -110,6 +110,11 @@ func (w *Work) Queue() string { return w.queue }
 // new settings of the same target). Tasks under way finish with the old.
 func (w *Work) SetTarget(t *Target) { w.target.Store(t) }
 
+// SetIntake tells the queue its consumer: what it publishes back to the
+// queue waits for that consumer's cancels (see Intake). Call it before
+// the consumer takes deliveries.
+func (w *Work) SetIntake(in Intake) { w.settle.intake.Store(&intakeOf{in}) }
+
 // Target returns the queue's target.
 func (w *Work) Target() *Target { return w.target.Load() }
 

@@ -133,6 +133,11 @@ func (r *Relay) startQueue(ctx context.Context, q *queue) error {
 		return err
 	}
 	r.cleanup.push(c.Close)
+	if q.work != nil {
+		q.work.SetIntake(c)
+	} else {
+		q.out.SetIntake(c)
+	}
 	gate := intake.NewGate(c, q.prefetch)
 	r.mu.Lock()
 	q.consumer, q.gate = c, gate
