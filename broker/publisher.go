@@ -34,7 +34,7 @@ type Confirmation struct {
 	mandatory bool
 	exchange  string
 	key       string
-	msg       *amqp.Publishing
+	sent      returnKey
 
 	onDone func(error) // Options.OnConfirm
 }
@@ -70,7 +70,7 @@ func Resolved(err error) *Confirmation {
 
 func (c *Confirmation) resolve(err error) {
 	c.err = err
-	c.msg = nil
+	c.sent = returnKey{}
 	close(c.done)
 	if c.onDone != nil {
 		c.onDone(err)
@@ -84,7 +84,7 @@ func (c *Confirmation) resolve(err error) {
 func (p *Publisher) Publish(ctx context.Context, exchange, key string, mandatory bool, msg amqp.Publishing) (*Confirmation, error) {
 	conf := &Confirmation{done: make(chan struct{}), mandatory: mandatory, exchange: exchange, key: key, onDone: p.conn.opts.OnConfirm}
 	if mandatory {
-		conf.msg = &msg
+		conf.sent = keyOf(&msg)
 	}
 	for {
 		if err := p.conn.WaitUnblocked(ctx); err != nil {
@@ -330,7 +330,7 @@ func (cc *confirmChannel) confirm(c amqp.Confirmation) {
 // outcome: one of them was routed and one was returned.
 func (cc *confirmChannel) takeReturn(conf *Confirmation) (amqp.Return, bool) {
 	for i, r := range cc.unmatched {
-		if r.Exchange == conf.exchange && r.RoutingKey == conf.key && samePublishing(r, conf.msg) {
+		if r.Exchange == conf.exchange && r.RoutingKey == conf.key && samePublishing(r, &conf.sent) {
 			cc.unmatched = append(cc.unmatched[:i], cc.unmatched[i+1:]...)
 			return r, true
 		}
@@ -338,16 +338,30 @@ func (cc *confirmChannel) takeReturn(conf *Confirmation) (amqp.Return, bool) {
 	return amqp.Return{}, false
 }
 
-func samePublishing(r amqp.Return, m *amqp.Publishing) bool {
-	if m == nil {
-		return false
+// returnKey is what a mandatory publish keeps of its message to recognise
+// its basic.return: the fields a return is matched on, not the whole
+// publishing, so that the message a caller hands over need not be kept
+// on the heap for every publish.
+type returnKey struct {
+	messageID, correlationID, contentType, typ string
+	headers                                    int
+	body                                       []byte
+}
+
+func keyOf(m *amqp.Publishing) returnKey {
+	return returnKey{
+		messageID: m.MessageId, correlationID: m.CorrelationId, contentType: m.ContentType, typ: m.Type,
+		headers: len(m.Headers), body: m.Body,
 	}
-	return r.MessageId == m.MessageId &&
-		r.CorrelationId == m.CorrelationId &&
-		r.ContentType == m.ContentType &&
-		r.Type == m.Type &&
-		len(r.Headers) == len(m.Headers) &&
-		bytes.Equal(r.Body, m.Body)
+}
+
+func samePublishing(r amqp.Return, k *returnKey) bool {
+	return r.MessageId == k.messageID &&
+		r.CorrelationId == k.correlationID &&
+		r.ContentType == k.contentType &&
+		r.Type == k.typ &&
+		len(r.Headers) == k.headers &&
+		bytes.Equal(r.Body, k.body)
 }
 
 func (cc *confirmChannel) failAll() {
