@@ -314,9 +314,10 @@ func TestConfirmationLostWhenChannelDies(t *testing.T) {
 	}
 	// A confirmation recorded but never confirmed resolves ErrLost when
 	// the channel closes.
-	conf := &Confirmation{done: make(chan struct{})}
+	// (A DeferredConfirmation of its own is never done.)
+	conf := &Confirmation{done: make(chan struct{}), dc: &amqp.DeferredConfirmation{}}
 	cc.pendMu.Lock()
-	cc.pending[1<<40] = conf
+	cc.pending = append(cc.pending, conf)
 	cc.pendMu.Unlock()
 	pub.Close()
 	if err := conf.Wait(ctx); !errors.Is(err, ErrLost) {

@@ -34,9 +34,10 @@ type Confirmation struct {
 	mandatory bool
 	exchange  string
 	key       string
-	msg       *amqp.Publishing
+	sent      returnKey
 
-	onDone func(error) // Options.OnConfirm
+	dc     *amqp.DeferredConfirmation // amqp091's, once published
+	onDone func(error)                // Options.OnConfirm
 }
 
 // Done is closed once the outcome is known.
@@ -70,7 +71,7 @@ func Resolved(err error) *Confirmation {
 
 func (c *Confirmation) resolve(err error) {
 	c.err = err
-	c.msg = nil
+	c.sent = returnKey{}
 	close(c.done)
 	if c.onDone != nil {
 		c.onDone(err)
@@ -84,7 +85,7 @@ func (c *Confirmation) resolve(err error) {
 func (p *Publisher) Publish(ctx context.Context, exchange, key string, mandatory bool, msg amqp.Publishing) (*Confirmation, error) {
 	conf := &Confirmation{done: make(chan struct{}), mandatory: mandatory, exchange: exchange, key: key, onDone: p.conn.opts.OnConfirm}
 	if mandatory {
-		conf.msg = &msg
+		conf.sent = keyOf(&msg)
 	}
 	for {
 		if err := p.conn.WaitUnblocked(ctx); err != nil {
@@ -183,40 +184,53 @@ func (p *Publisher) Close() {
 }
 
 // confirmChannel is one confirm-mode channel and the goroutine that
-// resolves its confirmations. That one goroutine reads both the channel's
-// returns and its confirms: amqp091 hands a basic.return to the returns
-// listener before it processes the basic.ack that follows it, so by the
-// time a confirm is read every return that preceded it is already waiting
-// in the returns buffer, and is drained first.
+// resolves its confirmations, in publish order. amqp091 keeps a
+// DeferredConfirmation for every publish on a confirm-mode channel and
+// marks it done from its reader as the broker's ack or nack arrives; the
+// goroutine waits for the oldest unresolved one, then resolves every done
+// one in order. (It does not listen with NotifyPublish: amqp091 would
+// then also hand every confirm to the listener, through a channel send
+// guarded by a timer made for it, a cost per publish that tells nothing
+// the deferred confirmations do not.)
+//
+// The same goroutine reads the channel's returns: amqp091 hands a
+// basic.return to the returns listener before it processes the basic.ack
+// that follows it, so by the time a confirmation is done every return
+// that preceded it is already waiting in the returns buffer, and is
+// drained first.
 type confirmChannel struct {
 	ch       *amqp.Channel
-	confirms chan amqp.Confirmation
 	returns  chan amqp.Return
+	closed   chan *amqp.Error
 	finished chan struct{}
 
-	pubMu   sync.Mutex // held across tag assignment and the publish frame
-	pendMu  sync.Mutex
-	pending map[uint64]*Confirmation
-	lowest  uint64 // no tag below it is pending
-	dead    bool   // the channel closed; nothing new may be recorded
+	pubMu  sync.Mutex // held across the publish frame and recording it
+	pendMu sync.Mutex
+	// pending are the publishes not yet resolved, in publish (delivery
+	// tag) order, from index head on.
+	pending []*Confirmation
+	head    int
+	kick    chan struct{} // a publish was recorded while none was pending
+	dead    bool          // the channel closed; nothing new may be recorded
 
 	unmatched []amqp.Return // returns whose confirm has not come yet
 }
 
 const (
-	confirmBuffer  = 4096
 	returnBuffer   = 1024
 	unmatchedLimit = 4096
+	// compactAfter is how many resolved publishes pending may keep at its
+	// front before the rest are moved down.
+	compactAfter = 1024
 )
 
 func newConfirmChannel(ch *amqp.Channel) *confirmChannel {
 	cc := &confirmChannel{
 		ch:       ch,
-		confirms: ch.NotifyPublish(make(chan amqp.Confirmation, confirmBuffer)),
 		returns:  ch.NotifyReturn(make(chan amqp.Return, returnBuffer)),
+		closed:   ch.NotifyClose(make(chan *amqp.Error, 1)),
 		finished: make(chan struct{}),
-		pending:  make(map[uint64]*Confirmation),
-		lowest:   1,
+		kick:     make(chan struct{}, 1),
 	}
 	go cc.resolveLoop()
 	return cc
@@ -225,27 +239,95 @@ func newConfirmChannel(ch *amqp.Channel) *confirmChannel {
 func (cc *confirmChannel) publish(exchange, key string, mandatory bool, msg amqp.Publishing, conf *Confirmation) error {
 	cc.pubMu.Lock()
 	defer cc.pubMu.Unlock()
-	tag := cc.ch.GetNextPublishSeqNo()
 	cc.pendMu.Lock()
-	if cc.dead {
-		cc.pendMu.Unlock()
+	dead := cc.dead
+	cc.pendMu.Unlock()
+	if dead {
 		return amqp.ErrClosed
 	}
-	cc.pending[tag] = conf
-	cc.pendMu.Unlock()
-	if err := cc.ch.Publish(exchange, key, mandatory, false, msg); err != nil {
-		cc.pendMu.Lock()
-		delete(cc.pending, tag)
-		cc.pendMu.Unlock()
+	dc, err := cc.ch.PublishWithDeferredConfirm(exchange, key, mandatory, false, msg)
+	if err != nil {
 		return err
 	}
+	if dc == nil {
+		// Only a channel not in confirm mode hands back none.
+		return errors.New("broker: publisher channel is not in confirm mode")
+	}
+	conf.dc = dc
+	cc.pendMu.Lock()
+	if cc.dead {
+		// The channel closed after the frame left: the outcome is unknown.
+		cc.pendMu.Unlock()
+		conf.resolve(ErrLost)
+		return nil
+	}
+	cc.pending = append(cc.pending, conf)
+	first := len(cc.pending)-cc.head == 1
+	cc.pendMu.Unlock()
+	if first {
+		select {
+		case cc.kick <- struct{}{}:
+		default:
+		}
+	}
 	return nil
+}
+
+// oldest returns the oldest publish not yet resolved; nil when none is.
+func (cc *confirmChannel) oldest() *Confirmation {
+	cc.pendMu.Lock()
+	defer cc.pendMu.Unlock()
+	if cc.head == len(cc.pending) {
+		return nil
+	}
+	return cc.pending[cc.head]
+}
+
+// takeDone appends to into the publishes at the front of pending whose
+// confirmation is done, in order, up to the first that is not, and
+// removes them from pending. (amqp091 marks the publishes a multiple ack
+// covers done one by one, in no particular order, so one not yet done
+// ahead of done ones is still to come, not lost.)
+func (cc *confirmChannel) takeDone(into []*Confirmation) []*Confirmation {
+	cc.pendMu.Lock()
+	defer cc.pendMu.Unlock()
+	for cc.head < len(cc.pending) && isDone(cc.pending[cc.head].dc) {
+		into = append(into, cc.pending[cc.head])
+		cc.pending[cc.head] = nil
+		cc.head++
+	}
+	switch {
+	case cc.head == len(cc.pending):
+		// Nothing pending: start over at the front of the same array.
+		cc.pending, cc.head = cc.pending[:0], 0
+	case cc.head >= compactAfter && cc.head*2 >= len(cc.pending):
+		// Under steady load something is always pending: move what is
+		// to the front, so that the array does not grow for ever.
+		n := copy(cc.pending, cc.pending[cc.head:])
+		clear(cc.pending[n:])
+		cc.pending, cc.head = cc.pending[:n], 0
+	}
+	return into
+}
+
+func isDone(dc *amqp.DeferredConfirmation) bool {
+	select {
+	case <-dc.Done():
+		return true
+	default:
+		return false
+	}
 }
 
 func (cc *confirmChannel) resolveLoop() {
 	defer close(cc.finished)
 	returns := cc.returns
+	var done []*Confirmation
 	for {
+		var confirmed <-chan struct{}
+		if conf := cc.oldest(); conf != nil {
+			confirmed = conf.dc.Done()
+		}
 		select {
 		case r, ok := <-returns:
 			if !ok {
@@ -253,13 +335,23 @@ func (cc *confirmChannel) resolveLoop() {
 				continue
 			}
 			cc.addReturn(r)
-		case c, ok := <-cc.confirms:
-			if !ok {
-				cc.failAll()
-				return
-			}
+		case <-cc.kick:
+		case <-confirmed:
 			cc.drainReturns()
-			cc.confirm(c)
+			done = cc.takeDone(done[:0])
+			for _, conf := range done {
+				cc.confirm(conf)
+			}
+			clear(done)
+		case <-cc.closed:
+			// Publishes confirmed before the channel closed resolve as
+			// they were confirmed; the rest are lost.
+			cc.drainReturns()
+			for _, conf := range cc.takeDone(nil) {
+				cc.confirm(conf)
+			}
+			cc.failAll()
+			return
 		}
 	}
 }
@@ -285,32 +377,15 @@ func (cc *confirmChannel) addReturn(r amqp.Return) {
 	cc.unmatched = append(cc.unmatched, r)
 }
 
-func (cc *confirmChannel) confirm(c amqp.Confirmation) {
-	cc.pendMu.Lock()
-	conf, ok := cc.pending[c.DeliveryTag]
-	delete(cc.pending, c.DeliveryTag)
-	// Confirms arrive in tag order; anything older still pending was
-	// never confirmed to us and its outcome is unknown. Usually the tag
-	// confirmed is the lowest pending one and nothing is scanned.
-	var stale []*Confirmation
-	for tag := cc.lowest; tag < c.DeliveryTag; tag++ {
-		if old, ok := cc.pending[tag]; ok {
-			stale = append(stale, old)
-			delete(cc.pending, tag)
-		}
-	}
-	if c.DeliveryTag >= cc.lowest {
-		cc.lowest = c.DeliveryTag + 1
-	}
-	cc.pendMu.Unlock()
-	for _, s := range stale {
-		s.resolve(ErrLost)
-	}
-	if !ok {
-		return
-	}
+// confirm resolves a publish whose confirmation is done. A nack on a
+// channel that has closed is amqp091 giving up the confirmations still
+// pending when it closed: their outcome is unknown.
+func (cc *confirmChannel) confirm(conf *Confirmation) {
+	acked := conf.dc.Acked()
 	switch {
-	case !c.Ack:
+	case !acked && cc.ch.IsClosed():
+		conf.resolve(ErrLost)
+	case !acked:
 		conf.resolve(ErrNacked)
 	case conf.mandatory:
 		if r, found := cc.takeReturn(conf); found {
@@ -330,7 +405,7 @@ func (cc *confirmChannel) confirm(c amqp.Confirmation) {
 // outcome: one of them was routed and one was returned.
 func (cc *confirmChannel) takeReturn(conf *Confirmation) (amqp.Return, bool) {
 	for i, r := range cc.unmatched {
-		if r.Exchange == conf.exchange && r.RoutingKey == conf.key && samePublishing(r, conf.msg) {
+		if r.Exchange == conf.exchange && r.RoutingKey == conf.key && samePublishing(r, &conf.sent) {
 			cc.unmatched = append(cc.unmatched[:i], cc.unmatched[i+1:]...)
 			return r, true
 		}
@@ -338,22 +413,36 @@ func (cc *confirmChannel) takeReturn(conf *Confirmation) (amqp.Return, bool) {
 	return amqp.Return{}, false
 }
 
-func samePublishing(r amqp.Return, m *amqp.Publishing) bool {
-	if m == nil {
-		return false
+// returnKey is what a mandatory publish keeps of its message to recognise
+// its basic.return: the fields a return is matched on, not the whole
+// publishing, so that the message a caller hands over need not be kept
+// on the heap for every publish.
+type returnKey struct {
+	messageID, correlationID, contentType, typ string
+	headers                                    int
+	body                                       []byte
+}
+
+func keyOf(m *amqp.Publishing) returnKey {
+	return returnKey{
+		messageID: m.MessageId, correlationID: m.CorrelationId, contentType: m.ContentType, typ: m.Type,
+		headers: len(m.Headers), body: m.Body,
 	}
-	return r.MessageId == m.MessageId &&
-		r.CorrelationId == m.CorrelationId &&
-		r.ContentType == m.ContentType &&
-		r.Type == m.Type &&
-		len(r.Headers) == len(m.Headers) &&
-		bytes.Equal(r.Body, m.Body)
+}
+
+func samePublishing(r amqp.Return, k *returnKey) bool {
+	return r.MessageId == k.messageID &&
+		r.CorrelationId == k.correlationID &&
+		r.ContentType == k.contentType &&
+		r.Type == k.typ &&
+		len(r.Headers) == k.headers &&
+		bytes.Equal(r.Body, k.body)
 }
 
 func (cc *confirmChannel) failAll() {
 	cc.pendMu.Lock()
-	pend := cc.pending
-	cc.pending = map[uint64]*Confirmation{}
+	pend := cc.pending[cc.head:]
+	cc.pending, cc.head = nil, 0
 	cc.dead = true
 	cc.pendMu.Unlock()
 	for _, conf := range pend {

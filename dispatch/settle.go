@@ -134,10 +134,13 @@ type settler struct {
 	dlq   string
 	// target is the work queue's target (x-relay-target), "" for outbound.
 	target string
-	delays []DelayStep
-	pub    Publisher
-	counts Counters
-	log    *slog.Logger
+	// targetValue is target as a header value, boxed once rather than
+	// on every reply (see targetHeader).
+	targetValue any
+	delays      []DelayStep
+	pub         Publisher
+	counts      Counters
+	log         *slog.Logger
 	// deadLettered is told of every dead letter, after its confirm.
 	deadLettered func(queue, reason string)
 	// limit is the delivery limit: a delivery that comes again after
@@ -301,11 +304,19 @@ func (s *settler) requeue(d *amqp.Delivery, why string) {
 	}
 }
 
+// targetHeader is the value of x-relay-target.
+func (s *settler) targetHeader() any {
+	if s.targetValue != nil {
+		return s.targetValue
+	}
+	return s.target
+}
+
 // replyOf is a task's answer as it goes to its reply_to.
 func (s *settler) replyOf(d *amqp.Delivery, o Outcome) amqp.Publishing {
 	h := amqp.Table{
 		HeaderStatus:   int32(o.Status),
-		HeaderTarget:   s.target,
+		HeaderTarget:   s.targetHeader(),
 		HeaderAttempts: int32(o.Attempts),
 	}
 	copyTrace(d.Headers, h)
@@ -433,10 +444,15 @@ func publishingOf(d *amqp.Delivery, h amqp.Table) amqp.Publishing {
 	}
 }
 
+// copyTrace copies the trace context headers from a task to its reply,
+// as text. A text value is copied as it is, without boxing it again.
 func copyTrace(from, to amqp.Table) {
-	for _, k := range []string{HeaderTraceparent, HeaderTracestate} {
-		if v, ok := stringHeader(from, k); ok {
-			to[k] = v
+	for _, k := range [...]string{HeaderTraceparent, HeaderTracestate} {
+		switch v := from[k].(type) {
+		case string:
+			to[k] = from[k]
+		case []byte:
+			to[k] = string(v)
 		}
 	}
 }

@@ -154,23 +154,33 @@ func (t *Target) call(ctx context.Context, tk *task) result {
 	for k, vs := range t.headers {
 		req.Header[k] = vs
 	}
+	// The task's header values share one backing array, one allocation
+	// rather than one per header (what Header.Set costs). Each value is a
+	// full slice expression, so that an append to one cannot write into
+	// the next, and each key is in canonical form, as Set would make it.
+	vals := make([]string, 0, 6)
+	set := func(key, v string) {
+		vals = append(vals, v)
+		n := len(vals)
+		req.Header[key] = vals[n-1 : n : n]
+	}
 	if tk.contentType != "" {
-		req.Header.Set("Content-Type", tk.contentType)
+		set("Content-Type", tk.contentType)
 	}
 	if tk.correlationID != "" {
-		req.Header.Set("X-Correlation-ID", tk.correlationID)
+		set("X-Correlation-Id", tk.correlationID)
 	}
 	if tk.messageID != "" {
-		req.Header.Set("Idempotency-Key", tk.messageID)
+		set("Idempotency-Key", tk.messageID)
 	}
 	if tk.traceparent != "" {
-		req.Header.Set("Traceparent", tk.traceparent)
+		set("Traceparent", tk.traceparent)
 		if tk.tracestate != "" {
-			req.Header.Set("Tracestate", tk.tracestate)
+			set("Tracestate", tk.tracestate)
 		}
 	}
 	if req.Header.Get("User-Agent") == "" {
-		req.Header.Set("User-Agent", t.userAgent)
+		set("User-Agent", t.userAgent)
 	}
 
 	start := time.Now()

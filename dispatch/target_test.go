@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -94,6 +95,37 @@ func TestCallSendsContractHeaders(t *testing.T) {
 		}
 	}
 }
+
+// The task's header values share one backing array (see call): a value
+// added to one header by whatever handles the request must not overwrite
+// the next header's.
+func TestCallHeaderValuesDoNotShareRoom(t *testing.T) {
+	tg := testTarget("http://svc.test/", time.Second)
+	var got http.Header
+	tg.client = &http.Client{Transport: roundTripFunc(func(req *http.Request) (*http.Response, error) {
+		for _, k := range []string{"Content-Type", "X-Correlation-Id", "Idempotency-Key", "Traceparent", "Tracestate"} {
+			req.Header.Add(k, "added")
+		}
+		got = req.Header.Clone()
+		return &http.Response{StatusCode: 200, Header: http.Header{}, Body: http.NoBody, Request: req}, nil
+	})}
+	tg.call(context.Background(), &task{body: []byte("{}"), contentType: "application/json", correlationID: "c1", messageID: "m1",
+		traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", tracestate: "a=b"})
+	want := map[string][]string{
+		"Content-Type": {"application/json", "added"}, "X-Correlation-Id": {"c1", "added"}, "Idempotency-Key": {"m1", "added"},
+		"Traceparent": {"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", "added"}, "Tracestate": {"a=b", "added"},
+		"User-Agent": {"relay/test"},
+	}
+	for k, v := range want {
+		if !slices.Equal(got[k], v) {
+			t.Errorf("header %s = %q, want %q", k, got[k], v)
+		}
+	}
+}
+
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(req *http.Request) (*http.Response, error) { return f(req) }
 
 func TestTransportFailuresAreRetryableBreakerFailures(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
