@@ -431,15 +431,7 @@ func TestAwaitCancelsOutlastsTheCancelOnAQuorumQueue(t *testing.T) {
 	url := testbroker.URL(t)
 	q := testbroker.Unique("relay.test.cancels")
 	testbroker.CleanupQueues(t, url, q)
-	c := dialTest(t, url, func(conn *amqp.Connection) error {
-		ch, err := conn.Channel()
-		if err != nil {
-			return err
-		}
-		defer ch.Close()
-		_, err = ch.QueueDeclare(q, true, false, false, false, amqp.Table{"x-queue-type": "quorum"})
-		return err
-	})
+	c := dialTest(t, url, declareQuorum(q))
 	pub := c.NewPublisher()
 	defer pub.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -610,15 +602,7 @@ func TestConnFailsOverToTheNextClusterNode(t *testing.T) {
 	}
 	q := testbroker.Unique("relay.test.failover")
 	testbroker.CleanupQueues(t, urls[1], q)
-	declare := func(conn *amqp.Connection) error {
-		ch, err := conn.Channel()
-		if err != nil {
-			return err
-		}
-		defer ch.Close()
-		_, err = ch.QueueDeclare(q, true, false, false, false, amqp.Table{"x-queue-type": "quorum"})
-		return err
-	}
+	declare := declareQuorum(q)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	c, err := Dial(ctx, Options{Name: "test", Instance: "t", URLs: urls, Topology: declare,
@@ -647,4 +631,18 @@ func TestConnFailsOverToTheNextClusterNode(t *testing.T) {
 		t.Fatalf("publish after failover: %v", err)
 	}
 	waitFor(t, ctx, "delivery after failover", func() bool { _, ok := seen.Load("after failover"); return ok })
+}
+
+// declareQuorum is a topology function that declares q as a durable
+// quorum queue.
+func declareQuorum(q string) func(*amqp.Connection) error {
+	return func(conn *amqp.Connection) error {
+		ch, err := conn.Channel()
+		if err != nil {
+			return err
+		}
+		defer ch.Close()
+		_, err = ch.QueueDeclare(q, true, false, false, false, amqp.Table{"x-queue-type": "quorum"})
+		return err
+	}
 }
