@@ -20,15 +20,18 @@
 //
 // The rules that decide are these. A failed attempt is an attempt: once a
 // delivery has reached its downstream, it never goes back to the head of
-// the queue untouched; when its in-process retries are spent, or the
-// breaker its own failures opened turns the next one away, or the relay
-// stops, it takes its next redelivery step (or the dead-letter queue after
-// the last) with its attempts counted. Only a delivery that never reached
-// the downstream (its breaker was open, the relay was stopping) is
-// requeued untouched, and intake pauses while the breaker is open, so the
-// tasks wait in the broker. This keeps one task the downstream always
-// fails from holding its queue hostage: the half-open probes pick other
-// tasks, and the bad one reaches the dead-letter queue after its steps.
+// the queue untouched; when its in-process retries are spent, or its
+// breaker is not closed when a retry is due (its own failures may have
+// opened it), or the relay stops, it takes its next redelivery step (or
+// the dead-letter queue after the last) with its attempts counted. A
+// retry is made only while the breaker is closed, so the half-open probes
+// go to tasks that have not failed. Only a delivery that never reached
+// the downstream (its breaker was open, the relay was stopping, our own
+// pool turned it away on its last step) is requeued untouched, and intake
+// pauses while the breaker is open, so the tasks wait in the broker. This
+// keeps one task the downstream always fails from holding its queue
+// hostage: the half-open probes pick other tasks, and the bad one reaches
+// the dead-letter queue after its steps.
 //
 // Dispatch sees the broker through two small interfaces: a Publisher (a
 // *broker.Publisher) and each delivery's amqp.Acknowledger. It knows

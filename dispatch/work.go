@@ -272,6 +272,13 @@ func (w *Work) decide(ctx context.Context, d *amqp.Delivery) Outcome {
 		}
 		delay, ok := bo.NextAfter(res.retryAfter)
 		if !ok {
+			if !tried && step >= w.steps {
+				// Only our own pool turned it away, on its last step: a
+				// busy relay is no fault of the task's, and a task that
+				// never reached its downstream is never dead-lettered
+				// for it. Back to the tail of its queue, untouched.
+				return Outcome{Kind: Requeue, Reason: res.reason + "; it never reached its downstream"}
+			}
 			return w.next(step, attempts, res, "")
 		}
 		// The budget bounds the retries that reach the downstream; our own

@@ -311,6 +311,22 @@ func TestDecidePoolRejectionSpendsNoAttempt(t *testing.T) {
 	}
 }
 
+func TestDecidePoolRejectionOnTheLastStepGoesBackUntouched(t *testing.T) {
+	r := newRig(t, rigOpts{script: []answer{notReached}, poolSize: 1, retries: 2})
+	h, err := r.pool.Checkout(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.pool.Checkin(h)
+	o := r.decide(with(passes(2), HeaderRedeliveries, int32(2)))
+	if o.Kind != Requeue {
+		t.Fatalf("outcome %s (%q); want requeued: a task our own pool turned away is never dead-lettered for it", o.Kind, o.Reason)
+	}
+	if !strings.Contains(o.Reason, "bulkhead pool rejected it") || !strings.Contains(o.Reason, "never reached its downstream") {
+		t.Fatalf("reason %q", o.Reason)
+	}
+}
+
 func TestDecideDeliveryOfAnotherAcknowledgerIsLive(t *testing.T) {
 	// Only a delivery that came through broker.Consumer can be stale (its
 	// channel died); a delivery with another acknowledger is worked on.
