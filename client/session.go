@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
@@ -32,6 +33,7 @@ const (
 // pending tasks.
 type session struct {
 	conn *amqp.Connection
+	sock net.Conn // under conn: closed when the broker does not answer a close
 	rpc  *amqp.Channel
 	pub  *amqp.Channel
 	node string
@@ -59,7 +61,7 @@ type session struct {
 	calls     map[string]*Pending // awaiting their reply, by correlation id
 }
 
-func newSession(conn *amqp.Connection, node string) (*session, error) {
+func newSession(conn *amqp.Connection, sock net.Conn, node string) (*session, error) {
 	rpc, err := conn.Channel()
 	if err != nil {
 		return nil, fmt.Errorf("opening a channel: %w", err)
@@ -73,6 +75,7 @@ func newSession(conn *amqp.Connection, node string) (*session, error) {
 	}
 	s := &session{
 		conn:       conn,
+		sock:       sock,
 		rpc:        rpc,
 		pub:        pub,
 		node:       node,
@@ -98,10 +101,26 @@ func newSession(conn *amqp.Connection, node string) (*session, error) {
 // peer went silent must not hold Close.
 const closeWait = time.Second
 
+// close asks the broker to close the connection and waits for its answer
+// for closeWait at most, then closes the socket. The socket's deadline,
+// which CloseDeadline sets, does not bound the wait by itself: amqp091's
+// heartbeater moves the read deadline on (to three heartbeats) for each
+// frame the reader hands it, and one read just before the close may be
+// handed over after the deadline was set. Closing the socket ends the
+// reader, and so the wait, whatever the deadlines say.
 func (s *session) close() error {
+	var fired atomic.Bool
+	t := time.AfterFunc(closeWait, func() {
+		fired.Store(true)
+		_ = s.sock.Close()
+	})
 	err := s.conn.CloseDeadline(time.Now().Add(closeWait))
-	if errors.Is(err, amqp.ErrClosed) {
+	t.Stop()
+	switch {
+	case errors.Is(err, amqp.ErrClosed):
 		return nil
+	case fired.Load():
+		return fmt.Errorf("closing the connection to %s: no close-ok within %s; socket closed", s.node, closeWait)
 	}
 	return err
 }
