@@ -143,7 +143,7 @@ func (s *session) serveCalls() {
 			if !ok {
 				return
 			}
-			s.reply(d)
+			s.reply(&d)
 		case r, ok := <-returns:
 			if !ok {
 				returns = nil
@@ -262,7 +262,7 @@ func (s *session) confirm(c amqp.Confirmation) {
 	p.settleConfirm(nil)
 }
 
-func (s *session) reply(d amqp.Delivery) {
+func (s *session) reply(d *amqp.Delivery) {
 	s.callsMu.Lock()
 	p, ok := s.calls[d.CorrelationId]
 	if ok {
@@ -272,12 +272,7 @@ func (s *session) reply(d amqp.Delivery) {
 	if !ok {
 		return // late (the call gave up), a duplicate, or not ours
 	}
-	r := newReply(d)
-	if te := r.taskError(); te != nil {
-		p.settleReply(nil, te)
-		return
-	}
-	p.settleReply(r, nil)
+	p.settleReplyWith(d)
 }
 
 // fail ends the session: what waits for a confirm or a reply learns that

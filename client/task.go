@@ -32,8 +32,9 @@ type Reply struct {
 	Headers       map[string]any // every header, x-relay-* among them
 }
 
-func newReply(d amqp.Delivery) *Reply {
-	return &Reply{
+// setReply makes r the reply d carries.
+func setReply(r *Reply, d *amqp.Delivery) {
+	*r = Reply{
 		Body:          d.Body,
 		ContentType:   d.ContentType,
 		CorrelationID: d.CorrelationId,
@@ -110,12 +111,28 @@ type Pending struct {
 	replyDone chan struct{} // nil without a reply address
 	reply     *Reply
 	replyErr  error
+	replied   Reply // where reply points when one came: no allocation of its own
 }
 
 func (p *Pending) settleConfirm(err error) {
 	p.confirmOnce.Do(func() {
 		p.confirmErr = err
 		close(p.confirmDone)
+	})
+}
+
+// settleReplyWith settles a call by its reply d: an error reply is a
+// *TaskError.
+func (p *Pending) settleReplyWith(d *amqp.Delivery) {
+	p.replyOnce.Do(func() {
+		r := &p.replied
+		setReply(r, d)
+		if te := r.taskError(); te != nil {
+			p.replyErr = te
+		} else {
+			p.reply = r
+		}
+		close(p.replyDone)
 	})
 }
 
@@ -358,14 +375,18 @@ func (c *Client) SubmitBatch(ctx context.Context, queue string, tasks []Task) er
 func randomID() string {
 	var b [16]byte
 	_, _ = rand.Read(b[:])
-	return hex.EncodeToString(b[:])
+	var h [32]byte
+	hex.Encode(h[:], b[:])
+	return string(h[:])
 }
 
 // randomIDs returns two ids like randomID from one read of the random
-// source, for a call's message id and correlation id.
+// source, for a call's message id and correlation id, in one allocation.
 func randomIDs() (string, string) {
 	var b [32]byte
 	_, _ = rand.Read(b[:])
-	s := hex.EncodeToString(b[:])
+	var h [64]byte
+	hex.Encode(h[:], b[:])
+	s := string(h[:])
 	return s[:32], s[32:]
 }
