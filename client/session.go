@@ -302,13 +302,11 @@ func (s *session) fail(why error) {
 // had ended; it is safe to send it on the next one.
 var errSessionDead = errors.New("session ended")
 
-// publish sends msg to queue through the default exchange, mandatory:
-// a task with a reply on rpc, recorded by its correlation id; one without
-// on pub, recorded to settle by its confirm.
-func (s *session) publish(ctx context.Context, queue string, msg *amqp.Publishing, p *Pending) error {
-	if p.replyDone != nil {
-		return s.publishCall(ctx, queue, msg, p)
-	}
+// publish sends p's task to queue through the default exchange,
+// mandatory, on pub, recorded to settle by its confirm. A task with a
+// reply goes by publishCall instead: the call path does not pass through
+// this frame, which holds a copy of the message.
+func (s *session) publish(ctx context.Context, queue string, p *Pending) error {
 	s.pubMu.Lock()
 	defer s.pubMu.Unlock()
 	s.mu.Lock()
@@ -320,7 +318,7 @@ func (s *session) publish(ctx context.Context, queue string, msg *amqp.Publishin
 	s.pending[tag] = p
 	p.s = s
 	s.mu.Unlock()
-	err := s.pub.PublishWithContext(ctx, "", queue, true, false, *msg)
+	err := s.pub.PublishWithContext(ctx, "", queue, true, false, p.msg)
 	if err == nil {
 		return nil
 	}
@@ -330,7 +328,9 @@ func (s *session) publish(ctx context.Context, queue string, msg *amqp.Publishin
 	return sendError(err)
 }
 
-func (s *session) publishCall(ctx context.Context, queue string, msg *amqp.Publishing, p *Pending) error {
+// publishCall sends p's task to queue like publish, on rpc, recorded by
+// its correlation id to settle by its reply.
+func (s *session) publishCall(ctx context.Context, queue string, p *Pending) error {
 	s.callsMu.Lock()
 	if s.callsDead {
 		s.callsMu.Unlock()
@@ -343,7 +343,7 @@ func (s *session) publishCall(ctx context.Context, queue string, msg *amqp.Publi
 	s.calls[p.corr] = p
 	p.s = s
 	s.callsMu.Unlock()
-	err := s.rpc.PublishWithContext(ctx, "", queue, true, false, *msg)
+	err := s.rpc.PublishWithContext(ctx, "", queue, true, false, p.msg)
 	if err == nil {
 		return nil
 	}

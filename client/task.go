@@ -248,7 +248,10 @@ func (c *Client) Request(ctx context.Context, queue string, body []byte, opts ..
 func (c *Client) send(ctx context.Context, queue string, body []byte, reply bool, opts []CallOption) (*Pending, error) {
 	p := &Pending{queue: queue}
 	msg := &p.msg
-	*msg = amqp.Publishing{DeliveryMode: amqp.Persistent, Timestamp: time.Now(), Body: body}
+	// Field by field, not a composite literal: the literal would be built
+	// on the caller's stack and copied, and the call path's stack is what
+	// a caller's goroutine regrows after each GC shrinks it.
+	msg.DeliveryMode, msg.Timestamp, msg.Body = amqp.Persistent, time.Now(), body
 	for _, o := range opts {
 		o(msg)
 	}
@@ -276,10 +279,11 @@ func (c *Client) send(ctx context.Context, queue string, body []byte, reply bool
 		}
 		if reply {
 			p.replyDone = make(chan struct{})
+			err = s.publishCall(ctx, queue, p)
 		} else {
 			p.confirmDone = make(chan struct{})
+			err = s.publish(ctx, queue, p)
 		}
-		err = s.publish(ctx, queue, &p.msg, p)
 		if errors.Is(err, errSessionDead) {
 			// Nothing was sent; the next connection takes it, with a
 			// Pending the dying one cannot have settled.
@@ -288,7 +292,7 @@ func (c *Client) send(ctx context.Context, queue string, body []byte, reply bool
 			case <-ctx.Done():
 				return nil, ctx.Err()
 			}
-			p = &Pending{queue: queue, corr: p.corr, msg: p.msg}
+			p = p.again()
 			continue
 		}
 		if err != nil {
@@ -296,6 +300,13 @@ func (c *Client) send(ctx context.Context, queue string, body []byte, reply bool
 		}
 		return p, nil
 	}
+}
+
+// again is a fresh Pending for p's task, to send on the next connection.
+func (p *Pending) again() *Pending {
+	np := &Pending{queue: p.queue, corr: p.corr}
+	np.msg = p.msg
+	return np
 }
 
 // Call publishes a task to queue and waits for the relay's reply. An
