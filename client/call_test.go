@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	amqp "github.com/rabbitmq/amqp091-go"
 	"github.com/vsm-relay/relay/internal/testbroker"
 )
 
@@ -317,5 +318,43 @@ func TestLostNodeGivesWayToTheNextOne(t *testing.T) {
 	}
 	if r, err := c.Call(ctx, q, []byte("on b")); err != nil || string(r.Body) != "echo:on b" {
 		t.Fatalf("Call on node B = %v, %v", r, err)
+	}
+}
+
+// A reply settles its call without an allocation of its own: the Reply
+// lives in the Pending. What the loop allocates is the Pending and its
+// channel, as Request does.
+func TestAReplySettlesItsCallWithoutAllocating(t *testing.T) {
+	if raceEnabled {
+		t.Skip("allocation counts differ under the race detector")
+	}
+	s := &session{calls: map[string]*Pending{}}
+	d := amqp.Delivery{CorrelationId: "c1", ContentType: "text/plain", Body: []byte("echo:x"),
+		Headers: amqp.Table{HeaderStatus: int32(200), HeaderAttempts: int32(1), HeaderTarget: "echo"}}
+	var got *Reply
+	allocs := testing.AllocsPerRun(200, func() {
+		p := &Pending{corr: "c1", replyDone: make(chan struct{})}
+		s.calls[p.corr] = p
+		s.reply(&d)
+		got, _ = p.Reply(context.Background())
+	})
+	if got == nil || got.Status != 200 || got.Target != "echo" || string(got.Body) != "echo:x" {
+		t.Fatalf("reply = %+v", got)
+	}
+	if allocs > 2 {
+		t.Fatalf("%v allocations per reply, the Pending and its channel included; want 2", allocs)
+	}
+}
+
+func TestCallIDsAreOneAllocation(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector moves the hex digits to the heap")
+	}
+	var m, c string
+	if allocs := testing.AllocsPerRun(200, func() { m, c = randomIDs() }); allocs > 1 {
+		t.Fatalf("randomIDs: %v allocations, want 1", allocs)
+	}
+	if len(m) != 32 || len(c) != 32 || m == c {
+		t.Fatalf("ids %q, %q", m, c)
 	}
 }

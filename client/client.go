@@ -229,6 +229,9 @@ func (c *Client) open(ctx context.Context, u string) (*session, error) {
 			if err != nil {
 				return nil, err
 			}
+			if c.opts.socket != nil {
+				conn = c.opts.socket(conn)
+			}
 			if dl, ok := actx.Deadline(); ok {
 				_ = conn.SetDeadline(dl)
 			}
@@ -260,7 +263,10 @@ func (c *Client) open(ctx context.Context, u string) (*session, error) {
 	if err != nil {
 		return nil, err
 	}
-	s, err := newSession(conn, node(u))
+	rawMu.Lock()
+	sock := raw
+	rawMu.Unlock()
+	s, err := newSession(conn, sock, node(u))
 	if err != nil {
 		_ = conn.Close()
 		return nil, err

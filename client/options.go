@@ -3,6 +3,7 @@ package client
 import (
 	"crypto/tls"
 	"log/slog"
+	"net"
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
@@ -19,6 +20,7 @@ type options struct {
 	reconnectFirst time.Duration
 	reconnectMax   time.Duration
 	logger         *slog.Logger
+	socket         func(net.Conn) net.Conn // wraps each new socket; for tests
 }
 
 func defaultOptions() options {

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
@@ -32,6 +33,7 @@ const (
 // pending tasks.
 type session struct {
 	conn *amqp.Connection
+	sock net.Conn // under conn: closed when the broker does not answer a close
 	rpc  *amqp.Channel
 	pub  *amqp.Channel
 	node string
@@ -59,7 +61,7 @@ type session struct {
 	calls     map[string]*Pending // awaiting their reply, by correlation id
 }
 
-func newSession(conn *amqp.Connection, node string) (*session, error) {
+func newSession(conn *amqp.Connection, sock net.Conn, node string) (*session, error) {
 	rpc, err := conn.Channel()
 	if err != nil {
 		return nil, fmt.Errorf("opening a channel: %w", err)
@@ -73,6 +75,7 @@ func newSession(conn *amqp.Connection, node string) (*session, error) {
 	}
 	s := &session{
 		conn:       conn,
+		sock:       sock,
 		rpc:        rpc,
 		pub:        pub,
 		node:       node,
@@ -98,10 +101,26 @@ func newSession(conn *amqp.Connection, node string) (*session, error) {
 // peer went silent must not hold Close.
 const closeWait = time.Second
 
+// close asks the broker to close the connection and waits for its answer
+// for closeWait at most, then closes the socket. The socket's deadline,
+// which CloseDeadline sets, does not bound the wait by itself: amqp091's
+// heartbeater moves the read deadline on (to three heartbeats) for each
+// frame the reader hands it, and one read just before the close may be
+// handed over after the deadline was set. Closing the socket ends the
+// reader, and so the wait, whatever the deadlines say.
 func (s *session) close() error {
+	var fired atomic.Bool
+	t := time.AfterFunc(closeWait, func() {
+		fired.Store(true)
+		_ = s.sock.Close()
+	})
 	err := s.conn.CloseDeadline(time.Now().Add(closeWait))
-	if errors.Is(err, amqp.ErrClosed) {
+	t.Stop()
+	switch {
+	case errors.Is(err, amqp.ErrClosed):
 		return nil
+	case fired.Load():
+		return fmt.Errorf("closing the connection to %s: no close-ok within %s; socket closed", s.node, closeWait)
 	}
 	return err
 }
@@ -124,7 +143,7 @@ func (s *session) serveCalls() {
 			if !ok {
 				return
 			}
-			s.reply(d)
+			s.reply(&d)
 		case r, ok := <-returns:
 			if !ok {
 				returns = nil
@@ -243,7 +262,7 @@ func (s *session) confirm(c amqp.Confirmation) {
 	p.settleConfirm(nil)
 }
 
-func (s *session) reply(d amqp.Delivery) {
+func (s *session) reply(d *amqp.Delivery) {
 	s.callsMu.Lock()
 	p, ok := s.calls[d.CorrelationId]
 	if ok {
@@ -253,12 +272,7 @@ func (s *session) reply(d amqp.Delivery) {
 	if !ok {
 		return // late (the call gave up), a duplicate, or not ours
 	}
-	r := newReply(d)
-	if te := r.taskError(); te != nil {
-		p.settleReply(nil, te)
-		return
-	}
-	p.settleReply(r, nil)
+	p.settleReplyWith(d)
 }
 
 // fail ends the session: what waits for a confirm or a reply learns that
@@ -288,13 +302,11 @@ func (s *session) fail(why error) {
 // had ended; it is safe to send it on the next one.
 var errSessionDead = errors.New("session ended")
 
-// publish sends msg to queue through the default exchange, mandatory:
-// a task with a reply on rpc, recorded by its correlation id; one without
-// on pub, recorded to settle by its confirm.
-func (s *session) publish(ctx context.Context, queue string, msg *amqp.Publishing, p *Pending) error {
-	if p.replyDone != nil {
-		return s.publishCall(ctx, queue, msg, p)
-	}
+// publish sends p's task to queue through the default exchange,
+// mandatory, on pub, recorded to settle by its confirm. A task with a
+// reply goes by publishCall instead: the call path does not pass through
+// this frame, which holds a copy of the message.
+func (s *session) publish(ctx context.Context, queue string, p *Pending) error {
 	s.pubMu.Lock()
 	defer s.pubMu.Unlock()
 	s.mu.Lock()
@@ -306,7 +318,7 @@ func (s *session) publish(ctx context.Context, queue string, msg *amqp.Publishin
 	s.pending[tag] = p
 	p.s = s
 	s.mu.Unlock()
-	err := s.pub.PublishWithContext(ctx, "", queue, true, false, *msg)
+	err := s.pub.PublishWithContext(ctx, "", queue, true, false, p.msg)
 	if err == nil {
 		return nil
 	}
@@ -316,7 +328,9 @@ func (s *session) publish(ctx context.Context, queue string, msg *amqp.Publishin
 	return sendError(err)
 }
 
-func (s *session) publishCall(ctx context.Context, queue string, msg *amqp.Publishing, p *Pending) error {
+// publishCall sends p's task to queue like publish, on rpc, recorded by
+// its correlation id to settle by its reply.
+func (s *session) publishCall(ctx context.Context, queue string, p *Pending) error {
 	s.callsMu.Lock()
 	if s.callsDead {
 		s.callsMu.Unlock()
@@ -329,7 +343,7 @@ func (s *session) publishCall(ctx context.Context, queue string, msg *amqp.Publi
 	s.calls[p.corr] = p
 	p.s = s
 	s.callsMu.Unlock()
-	err := s.rpc.PublishWithContext(ctx, "", queue, true, false, *msg)
+	err := s.rpc.PublishWithContext(ctx, "", queue, true, false, p.msg)
 	if err == nil {
 		return nil
 	}

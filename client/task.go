@@ -32,8 +32,9 @@ type Reply struct {
 	Headers       map[string]any // every header, x-relay-* among them
 }
 
-func newReply(d amqp.Delivery) *Reply {
-	return &Reply{
+// setReply makes r the reply d carries.
+func setReply(r *Reply, d *amqp.Delivery) {
+	*r = Reply{
 		Body:          d.Body,
 		ContentType:   d.ContentType,
 		CorrelationID: d.CorrelationId,
@@ -110,12 +111,28 @@ type Pending struct {
 	replyDone chan struct{} // nil without a reply address
 	reply     *Reply
 	replyErr  error
+	replied   Reply // where reply points when one came: no allocation of its own
 }
 
 func (p *Pending) settleConfirm(err error) {
 	p.confirmOnce.Do(func() {
 		p.confirmErr = err
 		close(p.confirmDone)
+	})
+}
+
+// settleReplyWith settles a call by its reply d: an error reply is a
+// *TaskError.
+func (p *Pending) settleReplyWith(d *amqp.Delivery) {
+	p.replyOnce.Do(func() {
+		r := &p.replied
+		setReply(r, d)
+		if te := r.taskError(); te != nil {
+			p.replyErr = te
+		} else {
+			p.reply = r
+		}
+		close(p.replyDone)
 	})
 }
 
@@ -231,7 +248,10 @@ func (c *Client) Request(ctx context.Context, queue string, body []byte, opts ..
 func (c *Client) send(ctx context.Context, queue string, body []byte, reply bool, opts []CallOption) (*Pending, error) {
 	p := &Pending{queue: queue}
 	msg := &p.msg
-	*msg = amqp.Publishing{DeliveryMode: amqp.Persistent, Timestamp: time.Now(), Body: body}
+	// Field by field, not a composite literal: the literal would be built
+	// on the caller's stack and copied, and the call path's stack is what
+	// a caller's goroutine regrows after each GC shrinks it.
+	msg.DeliveryMode, msg.Timestamp, msg.Body = amqp.Persistent, time.Now(), body
 	for _, o := range opts {
 		o(msg)
 	}
@@ -259,10 +279,11 @@ func (c *Client) send(ctx context.Context, queue string, body []byte, reply bool
 		}
 		if reply {
 			p.replyDone = make(chan struct{})
+			err = s.publishCall(ctx, queue, p)
 		} else {
 			p.confirmDone = make(chan struct{})
+			err = s.publish(ctx, queue, p)
 		}
-		err = s.publish(ctx, queue, &p.msg, p)
 		if errors.Is(err, errSessionDead) {
 			// Nothing was sent; the next connection takes it, with a
 			// Pending the dying one cannot have settled.
@@ -271,7 +292,7 @@ func (c *Client) send(ctx context.Context, queue string, body []byte, reply bool
 			case <-ctx.Done():
 				return nil, ctx.Err()
 			}
-			p = &Pending{queue: queue, corr: p.corr, msg: p.msg}
+			p = p.again()
 			continue
 		}
 		if err != nil {
@@ -279,6 +300,13 @@ func (c *Client) send(ctx context.Context, queue string, body []byte, reply bool
 		}
 		return p, nil
 	}
+}
+
+// again is a fresh Pending for p's task, to send on the next connection.
+func (p *Pending) again() *Pending {
+	np := &Pending{queue: p.queue, corr: p.corr}
+	np.msg = p.msg
+	return np
 }
 
 // Call publishes a task to queue and waits for the relay's reply. An
@@ -358,14 +386,18 @@ func (c *Client) SubmitBatch(ctx context.Context, queue string, tasks []Task) er
 func randomID() string {
 	var b [16]byte
 	_, _ = rand.Read(b[:])
-	return hex.EncodeToString(b[:])
+	var h [32]byte
+	hex.Encode(h[:], b[:])
+	return string(h[:])
 }
 
 // randomIDs returns two ids like randomID from one read of the random
-// source, for a call's message id and correlation id.
+// source, for a call's message id and correlation id, in one allocation.
 func randomIDs() (string, string) {
 	var b [32]byte
 	_, _ = rand.Read(b[:])
-	s := hex.EncodeToString(b[:])
+	var h [64]byte
+	hex.Encode(h[:], b[:])
+	s := string(h[:])
 	return s[:32], s[32:]
 }
