@@ -191,7 +191,7 @@ func (cs *Consumer) SetPrefetch(n int) {
 func (cs *Consumer) InHand() int { return int(cs.inHand.Load()) }
 
 // release counts one settled delivery out of those in hand, and wakes a
-// serve loop waiting for them to reach zero.
+// serve loop waiting for room under the prefetch.
 func (cs *Consumer) release() {
 	if cs.inHand.Add(-1) >= 0 && cs.draining.Load() {
 		select {
@@ -259,6 +259,13 @@ func (cs *Consumer) setActive(active bool, prefetch int) {
 	cs.mu.Unlock()
 }
 
+// cancelDueLocked reports whether the live broker consumer is to be
+// cancelled, or is being cancelled: it was paused, or its prefetch
+// changed, while consuming. cs.mu is held.
+func (cs *Consumer) cancelDueLocked() bool {
+	return cs.active && (cs.paused || cs.prefetch != cs.consumingAt)
+}
+
 // AwaitCancels returns once no basic.cancel of the consumer is due (it
 // was paused, or its prefetch changed, while consuming) or waiting for
 // its cancel-ok, or with ctx's error. Past it, every delivery the
@@ -276,7 +283,7 @@ func (cs *Consumer) setActive(active bool, prefetch int) {
 func (cs *Consumer) AwaitCancels(ctx context.Context) error {
 	for {
 		cs.mu.Lock()
-		due := cs.active && (cs.paused || cs.prefetch != cs.consumingAt)
+		due := cs.cancelDueLocked()
 		changed := cs.changed
 		cs.mu.Unlock()
 		if !due {
@@ -369,13 +376,13 @@ func (cs *Consumer) serve(ch *amqp.Channel) error {
 	acks := newAcker(ch)
 	defer acks.stop()
 	settle := &settler{ch: ch, a: acks, cs: cs}
-	appliedPrefetch, appliedQos := -1, -1
+	appliedQos := -1
 	var deliveries <-chan amqp.Delivery
 	tag := ""
 	defer cs.setActive(false, 0)
 	for {
 		cs.mu.Lock()
-		paused, prefetch := cs.paused, cs.prefetch
+		paused, prefetch, cancel := cs.paused, cs.prefetch, cs.cancelDueLocked()
 		cs.mu.Unlock()
 
 		// RabbitMQ applies a per-consumer basic.qos only to consumers
@@ -400,12 +407,12 @@ func (cs *Consumer) serve(ch *amqp.Channel) error {
 				if err != nil {
 					return fmt.Errorf("consuming %s: %w", cs.queue, err)
 				}
-				deliveries, appliedPrefetch = d, prefetch
+				deliveries = d
 				cs.conn.log.Debug("consuming", "queue", cs.queue, "tag", tag, "prefetch", room)
 				cs.setActive(true, prefetch)
 			}
 		}
-		if tag != "" && (paused || prefetch != appliedPrefetch) {
+		if tag != "" && cancel {
 			// Synchronous cancel: deliveries sent before cancel-ok still
 			// reach us and are drained below; none come after.
 			if err := ch.Cancel(tag, false); err != nil {
