@@ -239,12 +239,7 @@ func newConfirmChannel(ch *amqp.Channel) *confirmChannel {
 func (cc *confirmChannel) publish(exchange, key string, mandatory bool, msg amqp.Publishing, conf *Confirmation) error {
 	cc.pubMu.Lock()
 	defer cc.pubMu.Unlock()
-	cc.pendMu.Lock()
-	dead := cc.dead
-	cc.pendMu.Unlock()
-	if dead {
-		return amqp.ErrClosed
-	}
+	// A closed channel refuses the publish itself (amqp.ErrClosed).
 	dc, err := cc.ch.PublishWithDeferredConfirm(exchange, key, mandatory, false, msg)
 	if err != nil {
 		return err
