@@ -132,15 +132,14 @@ type DelayStep struct {
 type settler struct {
 	queue string
 	dlq   string
-	// target is the work queue's target (x-relay-target), "" for outbound.
-	target string
-	// targetValue is target as a header value, boxed once rather than
-	// on every reply (see targetHeader).
-	targetValue any
-	delays      []DelayStep
-	pub         Publisher
-	counts      Counters
-	log         *slog.Logger
+	// target is the work queue's target, the value of x-relay-target (a
+	// string, held as a header value so that no reply boxes it again);
+	// nil for an outbound queue.
+	target any
+	delays []DelayStep
+	pub    Publisher
+	counts Counters
+	log    *slog.Logger
 	// deadLettered is told of every dead letter, after its confirm.
 	deadLettered func(queue, reason string)
 	// limit is the delivery limit: a delivery that comes again after
@@ -304,19 +303,11 @@ func (s *settler) requeue(d *amqp.Delivery, why string) {
 	}
 }
 
-// targetHeader is the value of x-relay-target.
-func (s *settler) targetHeader() any {
-	if s.targetValue != nil {
-		return s.targetValue
-	}
-	return s.target
-}
-
 // replyOf is a task's answer as it goes to its reply_to.
 func (s *settler) replyOf(d *amqp.Delivery, o Outcome) amqp.Publishing {
 	h := amqp.Table{
 		HeaderStatus:   int32(o.Status),
-		HeaderTarget:   s.targetHeader(),
+		HeaderTarget:   s.target,
 		HeaderAttempts: int32(o.Attempts),
 	}
 	copyTrace(d.Headers, h)
@@ -355,7 +346,7 @@ func (s *settler) publishAndWait(ctx context.Context, exchange, key string, msg 
 // confirmed.
 func (s *settler) deadLetter(ctx context.Context, d *amqp.Delivery, o Outcome) error {
 	h := copyHeaders(d.Headers, 5)
-	if s.target == "" {
+	if s.target == nil {
 		// Outbound: the message keeps the headers it came with, so that
 		// it can be replayed as it was.
 		h = make(amqp.Table, len(d.Headers)+2)
@@ -376,7 +367,7 @@ func (s *settler) deadLetter(ctx context.Context, d *amqp.Delivery, o Outcome) e
 		return fmt.Errorf("dead-lettering to %s: %w", s.dlq, err)
 	}
 	var replyErr error
-	if d.ReplyTo != "" && s.target != "" {
+	if d.ReplyTo != "" && s.target != nil {
 		rh := amqp.Table{HeaderError: o.Reason, HeaderAttempts: int32(o.Attempts), HeaderTarget: s.target}
 		if o.Status != 0 {
 			rh[HeaderStatus] = int32(o.Status)

@@ -80,7 +80,7 @@ func NewWork(s WorkSpec) *Work {
 		queue: s.Queue,
 		steps: len(s.Redelivery),
 		settle: settler{
-			queue: s.Queue, dlq: DeadLetterQueueName(s.Queue), target: s.Target.name, targetValue: s.Target.name,
+			queue: s.Queue, dlq: DeadLetterQueueName(s.Queue), target: s.Target.name,
 			pub: s.Publisher, log: log, deadLettered: s.DeadLettered, limit: s.DeliveryLimit,
 			counts: Counters{
 				Replied: m.Replied, Completed: m.Completed, Redelivered: m.Redelivered,
