@@ -121,19 +121,18 @@ func (p *Pending) settleConfirm(err error) {
 	})
 }
 
-// settleReplyWith settles a call by its reply d: an error reply is a
-// *TaskError.
+// settleReplyWith settles a call by its reply d, kept in the Pending
+// itself: an error reply is a *TaskError. Only the session's reply loop
+// calls it, once per call (it takes the call out of the session's map
+// first), so writing p.replied races nothing.
 func (p *Pending) settleReplyWith(d *amqp.Delivery) {
-	p.replyOnce.Do(func() {
-		r := &p.replied
-		setReply(r, d)
-		if te := r.taskError(); te != nil {
-			p.replyErr = te
-		} else {
-			p.reply = r
-		}
-		close(p.replyDone)
-	})
+	r := &p.replied
+	setReply(r, d)
+	if te := r.taskError(); te != nil {
+		p.settleReply(nil, te)
+		return
+	}
+	p.settleReply(r, nil)
 }
 
 func (p *Pending) settleReply(r *Reply, err error) {
@@ -382,17 +381,15 @@ func (c *Client) SubmitBatch(ctx context.Context, queue string, tasks []Task) er
 	return nil
 }
 
-// randomID returns 32 hex digits from the system's random source.
+// randomID returns an id of 32 hex digits (see randomIDs).
 func randomID() string {
-	var b [16]byte
-	_, _ = rand.Read(b[:])
-	var h [32]byte
-	hex.Encode(h[:], b[:])
-	return string(h[:])
+	id, _ := randomIDs()
+	return id
 }
 
-// randomIDs returns two ids like randomID from one read of the random
-// source, for a call's message id and correlation id, in one allocation.
+// randomIDs returns two ids of 32 hex digits each, from one read of the
+// system's random source and in one allocation: a call's message id and
+// correlation id.
 func randomIDs() (string, string) {
 	var b [32]byte
 	_, _ = rand.Read(b[:])
