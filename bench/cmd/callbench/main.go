@@ -169,28 +169,6 @@ func measure(ctx context.Context, o options, logf func(string, ...any)) (rep *Re
 	}
 	defer resp.close()
 
-	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	c, err := client.Dial(dctx, o.url, client.WithName("callbench client"))
-	cancel()
-	if err != nil {
-		return nil, err
-	}
-	defer c.Close()
-	plain, err := newPlainCaller(o.url)
-	if err != nil {
-		return nil, fmt.Errorf("plain loop: %w", err)
-	}
-	defer plain.close()
-
-	callClient := func(ctx context.Context, body []byte) ([]byte, error) {
-		r, err := c.Call(ctx, queue, body)
-		if err != nil {
-			return nil, err
-		}
-		return r.Body, nil
-	}
-	callPlain := func(ctx context.Context, body []byte) ([]byte, error) { return plain.call(ctx, queue, body) }
-
 	rep = &Report{
 		When:    time.Now(),
 		Command: strings.TrimSpace("cd bench && go run ./cmd/callbench " + strings.Join(os.Args[1:], " ")),
@@ -206,26 +184,58 @@ func measure(ctx context.Context, o options, logf func(string, ...any)) (rep *Re
 		clientFirst := r%2 == 0
 		for _, n := range o.callers {
 			cr := CallRound{Round: r + 1, Callers: n, ClientFirst: clientFirst}
-			order := []struct {
-				name string
-				fn   callFunc
-				into *Figures
-			}{{"client.Call", callClient, &cr.Client}, {"plain loop", callPlain, &cr.Plain}}
-			if !clientFirst {
-				order[0], order[1] = order[1], order[0]
-			}
-			for _, impl := range order {
-				f, err := load(ctx, impl.fn, n, o.warmup, o.duration, body)
-				if err != nil {
-					return rep, fmt.Errorf("round %d, %s, %d callers: %w", r+1, impl.name, n, err)
-				}
-				*impl.into = f
-				logf("round %d: %s with %d callers: %.0f calls/s, p50 %s, p99 %s", r+1, impl.name, n, f.Rate, f.P50, f.P99)
+			if err := pair(ctx, o, queue, body, &cr, logf); err != nil {
+				return rep, fmt.Errorf("round %d, %d callers: %w", r+1, n, err)
 			}
 			rep.Rounds = append(rep.Rounds, cr)
 		}
 	}
 	return rep, nil
+}
+
+// pair measures both implementations back to back, each on a connection
+// of its own opened for the pair: a connection's luck (the broker
+// process serving it, where its socket lands) then varies from pair to
+// pair instead of tilting every round of the run the same way.
+func pair(ctx context.Context, o options, queue string, body []byte, cr *CallRound, logf func(string, ...any)) error {
+	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	c, err := client.Dial(dctx, o.url, client.WithName("callbench client"))
+	cancel()
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	plain, err := newPlainCaller(o.url)
+	if err != nil {
+		return fmt.Errorf("plain loop: %w", err)
+	}
+	defer plain.close()
+
+	callClient := func(ctx context.Context, body []byte) ([]byte, error) {
+		r, err := c.Call(ctx, queue, body)
+		if err != nil {
+			return nil, err
+		}
+		return r.Body, nil
+	}
+	callPlain := func(ctx context.Context, body []byte) ([]byte, error) { return plain.call(ctx, queue, body) }
+	order := []struct {
+		name string
+		fn   callFunc
+		into *Figures
+	}{{"client.Call", callClient, &cr.Client}, {"plain loop", callPlain, &cr.Plain}}
+	if !cr.ClientFirst {
+		order[0], order[1] = order[1], order[0]
+	}
+	for _, impl := range order {
+		f, err := load(ctx, impl.fn, cr.Callers, o.warmup, o.duration, body)
+		if err != nil {
+			return fmt.Errorf("%s: %w", impl.name, err)
+		}
+		*impl.into = f
+		logf("round %d: %s with %d callers: %.0f calls/s, p50 %s, p99 %s", cr.Round, impl.name, cr.Callers, f.Rate, f.P50, f.P99)
+	}
+	return nil
 }
 
 // relayModuleDir is the root of the relay module the bench module

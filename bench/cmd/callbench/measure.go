@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/vsm-relay/relay/bench/internal/stats"
@@ -20,6 +21,10 @@ type Figures struct {
 	Rate     float64 // answered calls per second
 	P50, P99 time.Duration
 	Failed   int
+	// CPU is the process's CPU time per answered call in the window:
+	// the callers', and the responder's, which is the same work for
+	// both implementations.
+	CPU time.Duration
 }
 
 // load runs callers goroutines, each calling in a closed loop, for warmup
@@ -61,10 +66,10 @@ func load(ctx context.Context, call callFunc, callers int, warmup, window time.D
 	}
 	sleep(ctx, warmup)
 	measuring.Store(true)
-	began := time.Now()
+	began, cpuBefore := time.Now(), processCPU()
 	sleep(ctx, window)
 	measuring.Store(false)
-	elapsed := time.Since(began)
+	elapsed, cpu := time.Since(began), processCPU()-cpuBefore
 	close(stop)
 	wg.Wait()
 	if err := ctx.Err(); err != nil {
@@ -79,11 +84,23 @@ func load(ctx context.Context, call callFunc, callers int, warmup, window time.D
 	lat := stats.Summarize(all)
 	f.Rate = float64(lat.N) / elapsed.Seconds()
 	f.P50, f.P99 = lat.P50, lat.P99
+	if lat.N > 0 {
+		f.CPU = cpu / time.Duration(lat.N)
+	}
 	if lat.N == 0 {
 		err, _ := firstErr.Load().(error)
 		return f, errors.Join(errors.New("no call was answered"), err)
 	}
 	return f, nil
+}
+
+// processCPU is the CPU time, user and system, this process has used.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 func sleep(ctx context.Context, d time.Duration) {

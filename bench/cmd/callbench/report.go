@@ -61,6 +61,8 @@ type Medians struct {
 	ClientP50, PlainP50     time.Duration
 	ClientP99, PlainP99     time.Duration
 	ClientFailed, PlainFail int
+	ClientCPU, PlainCPU     time.Duration // process CPU per call
+	CPURatio                float64       // median of the rounds' Call ÷ plain CPU per call
 }
 
 // Medians summarises each concurrency. The ratio is the median of the
@@ -70,7 +72,8 @@ func (r *Report) Medians() []Medians {
 	var out []Medians
 	for _, n := range r.callers() {
 		var cr, pr []float64
-		var c50, p50, c99, p99 []time.Duration
+		var c50, p50, c99, p99, ccpu, pcpu []time.Duration
+		var cc, pc []float64
 		m := Medians{Callers: n}
 		for _, c := range r.Rounds {
 			if c.Callers != n {
@@ -79,6 +82,8 @@ func (r *Report) Medians() []Medians {
 			cr, pr = append(cr, c.Client.Rate), append(pr, c.Plain.Rate)
 			c50, p50 = append(c50, c.Client.P50), append(p50, c.Plain.P50)
 			c99, p99 = append(c99, c.Client.P99), append(p99, c.Plain.P99)
+			ccpu, pcpu = append(ccpu, c.Client.CPU), append(pcpu, c.Plain.CPU)
+			cc, pc = append(cc, float64(c.Client.CPU)), append(pc, float64(c.Plain.CPU))
 			m.ClientFailed += c.Client.Failed
 			m.PlainFail += c.Plain.Failed
 		}
@@ -88,6 +93,8 @@ func (r *Report) Medians() []Medians {
 		m.RatioLow, m.RatioHigh = quartiles(ratios)
 		m.ClientP50, m.PlainP50 = stats.MedianDuration(c50), stats.MedianDuration(p50)
 		m.ClientP99, m.PlainP99 = stats.MedianDuration(c99), stats.MedianDuration(p99)
+		m.ClientCPU, m.PlainCPU = stats.MedianDuration(ccpu), stats.MedianDuration(pcpu)
+		m.CPURatio = stats.Median(stats.Ratios(cc, pc))
 		out = append(out, m)
 	}
 	return out
@@ -97,8 +104,8 @@ func (r *Report) Medians() []Medians {
 func (r *Report) Summary() string {
 	var parts []string
 	for _, m := range r.Medians() {
-		parts = append(parts, fmt.Sprintf("%s %.2fx (%s vs %s calls/s, p99 %s vs %s)",
-			plural(m.Callers, "caller"), m.Ratio, rate(m.ClientRate), rate(m.PlainRate), ms(m.ClientP99), ms(m.PlainP99)))
+		parts = append(parts, fmt.Sprintf("%s %.2fx (%s vs %s calls/s, p99 %s vs %s, CPU per call %.2fx)",
+			plural(m.Callers, "caller"), m.Ratio, rate(m.ClientRate), rate(m.PlainRate), ms(m.ClientP99), ms(m.PlainP99), m.CPURatio))
 	}
 	return "summary: client.Call vs plain loop: " + strings.Join(parts, " · ")
 }
@@ -119,6 +126,7 @@ func (r *Report) Markdown() string {
 		s.BodyBytes, plural(s.Rounds, "round"), s.Warmup, s.Duration)
 	p("- Answering: not the relay but a responder in the benchmark's process standing in for it, %s (prefetch %d each) that reply at once with the relay's 200 reply (body back, `x-relay-status`, `x-relay-attempts`, `x-relay-target`), so that the figures are the callers' and the broker's, not a downstream's",
 		plural(s.Responders, "consumer"), s.Prefetch)
+	p("- Connections: each implementation dials a connection of its own for every pair of windows (one round at one concurrency) and closes it after, so that no connection's luck runs through the whole run")
 	p("- `client.Call`: one client (one connection); calls go on a channel consuming direct reply-to, persistent and mandatory, with a random message id and correlation id each; the reply is the receipt, so that channel is not in confirm mode")
 	p("- Plain loop: what an agent writes by hand on amqp091-go with the same guarantees: one connection and one channel consuming direct reply-to (not in confirm mode either), a mutex-guarded map from correlation id to waiting caller, a dispatcher goroutine, persistent mandatory publishes and returns failing the call; without reconnecting, cluster lists, cancellation or typed error replies")
 	p("")
@@ -126,23 +134,23 @@ func (r *Report) Markdown() string {
 	p("%s", r.Summary())
 	p("```")
 	p("")
-	p("| callers | Call calls/s | plain calls/s | ratio | middle half of the rounds' ratios | Call p50 / p99 | plain p50 / p99 | failed, Call / plain |")
-	p("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+	p("| callers | Call calls/s | plain calls/s | ratio | middle half of the rounds' ratios | Call p50 / p99 | plain p50 / p99 | CPU per call, Call / plain | failed, Call / plain |")
+	p("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
 	for _, m := range r.Medians() {
-		p("| %d | %s | %s | %.2fx | %.2fx – %.2fx | %s / %s | %s / %s | %d / %d |", m.Callers, rate(m.ClientRate), rate(m.PlainRate), m.Ratio,
-			m.RatioLow, m.RatioHigh, ms(m.ClientP50), ms(m.ClientP99), ms(m.PlainP50), ms(m.PlainP99), m.ClientFailed, m.PlainFail)
+		p("| %d | %s | %s | %.2fx | %.2fx – %.2fx | %s / %s | %s / %s | %s / %s (%.2fx) | %d / %d |", m.Callers, rate(m.ClientRate), rate(m.PlainRate), m.Ratio,
+			m.RatioLow, m.RatioHigh, ms(m.ClientP50), ms(m.ClientP99), ms(m.PlainP50), ms(m.PlainP99), us(m.ClientCPU), us(m.PlainCPU), m.CPURatio, m.ClientFailed, m.PlainFail)
 	}
 	p("")
-	p("Medians over the rounds; the ratio is the median of the rounds' ratios, and half of the rounds' ratios lie in the range beside it. Every round:")
+	p("Medians over the rounds; the ratio is the median of the rounds' ratios, and half of the rounds' ratios lie in the range beside it. CPU per call is the benchmark process's (callers and responder) over the measured window, divided by the calls answered in it; its ratio, the median of the rounds' ratios, is below 1 where Call costs less. Every round:")
 	p("")
-	p("| round | callers | order | Call calls/s | plain calls/s | ratio |")
-	p("| ---: | ---: | --- | ---: | ---: | ---: |")
+	p("| round | callers | order | Call calls/s | plain calls/s | ratio | CPU per call, Call / plain |")
+	p("| ---: | ---: | --- | ---: | ---: | ---: | ---: |")
 	for _, c := range r.Rounds {
 		order := "Call, plain"
 		if !c.ClientFirst {
 			order = "plain, Call"
 		}
-		p("| %d | %d | %s | %s | %s | %.2fx |", c.Round, c.Callers, order, rate(c.Client.Rate), rate(c.Plain.Rate), stats.Ratio(c.Client.Rate, c.Plain.Rate))
+		p("| %d | %d | %s | %s | %s | %.2fx | %s / %s |", c.Round, c.Callers, order, rate(c.Client.Rate), rate(c.Plain.Rate), stats.Ratio(c.Client.Rate, c.Plain.Rate), us(c.Client.CPU), us(c.Plain.CPU))
 	}
 	return b.String()
 }
@@ -169,6 +177,8 @@ func rate(v float64) string {
 	}
 	return s
 }
+
+func us(d time.Duration) string { return fmt.Sprintf("%.0f µs", float64(d)/float64(time.Microsecond)) }
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.2f ms", float64(d)/float64(time.Millisecond)) }
 

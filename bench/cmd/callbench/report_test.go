@@ -12,7 +12,9 @@ import (
 )
 
 func sampleReport() *Report {
-	f := func(rate float64, p50, p99 time.Duration) Figures { return Figures{Rate: rate, P50: p50, P99: p99} }
+	f := func(rate float64, p50, p99 time.Duration) Figures {
+		return Figures{Rate: rate, P50: p50, P99: p99, CPU: time.Duration(6e8 / rate)}
+	}
 	return &Report{
 		When:     time.Date(2026, 12, 2, 9, 0, 0, 0, time.UTC),
 		Command:  "cd bench && go run ./cmd/callbench -write",
@@ -39,6 +41,10 @@ func TestMediansTakeTheMedianOfTheRoundsRatios(t *testing.T) {
 	if m[0].Ratio != 1.1 || m[0].RatioLow != 1.0 || m[0].RatioHigh != 2.0 || m[0].ClientRate != 3000 || m[0].PlainRate != 3000 {
 		t.Errorf("1 caller: %+v", m[0])
 	}
+	// CPU per call follows 1/rate here: round ratios 1/1.1, 1, 1/2.
+	if r := m[0].CPURatio; r < 0.909 || r > 0.910 || m[0].ClientCPU != 200*time.Microsecond {
+		t.Errorf("1 caller CPU: %+v", m[0])
+	}
 	if m[1].ClientP99 != 9*time.Millisecond || m[1].PlainP99 != 9*time.Millisecond {
 		t.Errorf("64 callers: %+v", m[1])
 	}
@@ -46,7 +52,7 @@ func TestMediansTakeTheMedianOfTheRoundsRatios(t *testing.T) {
 
 func TestSummaryAndMarkdown(t *testing.T) {
 	r := sampleReport()
-	want := "summary: client.Call vs plain loop: 1 caller 1.10x (3,000 vs 3,000 calls/s, p99 1.00 ms vs 2.00 ms) · 64 callers 1.00x (13,000 vs 13,000 calls/s, p99 9.00 ms vs 9.00 ms)"
+	want := "summary: client.Call vs plain loop: 1 caller 1.10x (3,000 vs 3,000 calls/s, p99 1.00 ms vs 2.00 ms, CPU per call 0.91x) · 64 callers 1.00x (13,000 vs 13,000 calls/s, p99 9.00 ms vs 9.00 ms, CPU per call 1.00x)"
 	if got := r.Summary(); got != want {
 		t.Errorf("Summary:\n%s\nwant\n%s", got, want)
 	}
@@ -54,8 +60,8 @@ func TestSummaryAndMarkdown(t *testing.T) {
 	for _, line := range []string{
 		"## The Go client's Call against a hand-written request/reply loop",
 		"Measured 2026-12-02 09:00 UTC.",
-		"| 1 | 3,000 | 3,000 | 1.10x | 1.00x – 2.00x | 0.29 ms / 1.00 ms | 0.30 ms / 2.00 ms | 0 / 0 |",
-		"| 2 | 64 | plain, Call | 12,000 | 13,000 | 0.92x |",
+		"| 1 | 3,000 | 3,000 | 1.10x | 1.00x – 2.00x | 0.29 ms / 1.00 ms | 0.30 ms / 2.00 ms | 200 µs / 200 µs (0.91x) | 0 / 0 |",
+		"| 2 | 64 | plain, Call | 12,000 | 13,000 | 0.92x | 50 µs / 46 µs |",
 		"not the relay but a responder in the benchmark's process",
 		"```\n" + want + "\n```",
 	} {
