@@ -299,6 +299,13 @@ func TestReloadUnderLoad(t *testing.T) {
 		if st := spare.State().String(); st != "open" {
 			t.Fatalf("reload %d: the forced-open breaker spare is %s", i+1, st)
 		}
+		switch i {
+		case 3: // q2 removed: its state series go, q1's stay
+			queueStateSeries(t, scrape(t, run), q2, false)
+			queueStateSeries(t, scrape(t, run), q1, true)
+		case 7: // q2 back
+			queueStateSeries(t, scrape(t, run), q2, true)
+		}
 	}
 	if err := wait(); err != nil {
 		t.Fatal(err)
@@ -319,6 +326,26 @@ func TestReloadUnderLoad(t *testing.T) {
 		t.Errorf("%d tasks dead-lettered; a reload must not fail tasks", tl.DeadLettered)
 	}
 	l.check(tl, 0)
+}
+
+// queueStateSeries checks that the series telling queue's present state
+// (backlog, tasks in flight, target) are in m, or that none is.
+func queueStateSeries(t *testing.T, m promText, queue string, want bool) {
+	t.Helper()
+	for _, name := range []string{"relay_queue_backlog", "relay_tasks_in_flight", "relay_work_queue_info"} {
+		n := 0
+		for _, s := range m {
+			if s.name == name && s.labels["queue"] == queue {
+				n++
+			}
+		}
+		switch {
+		case want && n != 1:
+			t.Errorf("%s{queue=%q}: %d series, want 1", name, queue, n)
+		case !want && n != 0:
+			t.Errorf("%s{queue=%q} still in /metrics after the queue was removed", name, queue)
+		}
+	}
 }
 
 // TestSIGHUPReloadsAndNeverEndsTheProcess sends SIGHUP to the relay

@@ -313,3 +313,55 @@ relay_amqp_publishes_total{connection="publish",outcome="returned"} 0
 		t.Error(err)
 	}
 }
+
+func TestQueueWithAnotherTargetReplacesItsInfoSeries(t *testing.T) {
+	m, reg := newTest(t)
+	m.Queue("q", "old")
+	m.Queue("other", "old")
+	m.Queue("q", "new")
+	want := `
+# HELP relay_work_queue_info Always 1: the downstream target each work queue sends its tasks to.
+# TYPE relay_work_queue_info gauge
+relay_work_queue_info{queue="other",target="old"} 1
+relay_work_queue_info{queue="q",target="new"} 1
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "relay_work_queue_info"); err != nil {
+		t.Error(err)
+	}
+}
+
+func TestForgetQueueDropsItsStateAndKeepsItsCounters(t *testing.T) {
+	m, reg := newTest(t)
+	gone, kept := m.Queue("gone", "t"), m.Queue("kept", "t")
+	gone.Replied.Add(2)
+	gone.InFlight.Inc()
+	kept.InFlight.Inc()
+	m.QueueBacklog("gone").Set(7)
+	m.QueueBacklog("kept").Set(3)
+
+	m.ForgetQueue("gone")
+	gone.InFlight.Dec() // a drained task of the removed queue: detached, not shown
+	want := `
+# HELP relay_queue_backlog A consumed queue's ready messages as the relay last read them, and 0 while its intake is held by an open breaker: the number to autoscale on.
+# TYPE relay_queue_backlog gauge
+relay_queue_backlog{queue="kept"} 3
+# HELP relay_tasks_in_flight Tasks delivered and not yet acked, nacked or requeued.
+# TYPE relay_tasks_in_flight gauge
+relay_tasks_in_flight{queue="kept"} 1
+# HELP relay_work_queue_info Always 1: the downstream target each work queue sends its tasks to.
+# TYPE relay_work_queue_info gauge
+relay_work_queue_info{queue="kept",target="t"} 1
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want),
+		"relay_queue_backlog", "relay_tasks_in_flight", "relay_work_queue_info"); err != nil {
+		t.Error(err)
+	}
+	if got := testutil.ToFloat64(m.Queue("gone", "t").Replied); got != 2 {
+		t.Errorf("the removed queue's replied counter = %v, want 2 (counters stay)", got)
+	}
+	if got := testutil.ToFloat64(m.Queue("gone", "t").InFlight); got != 0 {
+		t.Errorf("a queue added again starts with %v in flight, want 0", got)
+	}
+	var nilMetrics *Metrics
+	nilMetrics.ForgetQueue("gone") // usable, like every method of a nil *Metrics
+}

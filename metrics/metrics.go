@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/vsm-relay/relay/internal/promreg"
@@ -51,6 +52,8 @@ type Metrics struct {
 	inFlight    *prometheus.GaugeVec
 	taskTime    *prometheus.HistogramVec
 	queueInfo   *prometheus.GaugeVec
+	infoMu      sync.Mutex
+	infoTarget  map[string]string // the target of each queue's queueInfo series
 
 	requestTime     *prometheus.HistogramVec
 	responses       *prometheus.CounterVec
@@ -90,6 +93,7 @@ func New(reg prometheus.Registerer) (*Metrics, error) {
 // build makes the vectors without registering them.
 func build() *Metrics {
 	return &Metrics{
+		infoTarget: map[string]string{},
 		tasks: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: namespace, Name: "tasks_total",
 			Help: "Tasks finished, by outcome: replied (answered to reply_to), completed (answered, no reply_to), dead_lettered, redelivered (sent to a delay queue) or requeued (given back to the broker untouched).",

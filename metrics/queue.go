@@ -41,11 +41,13 @@ type QueueMetrics struct {
 // queue's downstream, is not a label of the task metrics (a queue has one
 // target, so it would only multiply series); it is exposed once as
 // relay_work_queue_info{queue,target} 1, which a query joins on queue to go
-// from a queue's tasks to its target's downstream metrics.
+// from a queue's tasks to its target's downstream metrics. A queue has one
+// such series: resolving it with another target (a reload moved it)
+// replaces the old one, which would make that join match twice.
 func (m *Metrics) Queue(queue, target string) *QueueMetrics {
 	m = m.orDetached()
 	queue, target = labelValue(queue), labelValue(target)
-	m.queueInfo.WithLabelValues(queue, target).Set(1)
+	m.setInfo(queue, target)
 	return &QueueMetrics{
 		Replied:      m.tasks.WithLabelValues(queue, TaskReplied),
 		Completed:    m.tasks.WithLabelValues(queue, TaskCompleted),
@@ -56,5 +58,38 @@ func (m *Metrics) Queue(queue, target string) *QueueMetrics {
 		Retries:      m.taskRetries.WithLabelValues(queue),
 		InFlight:     m.inFlight.WithLabelValues(queue),
 		Duration:     m.taskTime.WithLabelValues(queue),
+	}
+}
+
+// ForgetQueue drops the series that tell a queue's present state,
+// relay_queue_backlog, relay_tasks_in_flight and relay_work_queue_info,
+// once the configuration no longer has the queue: a scrape then stops
+// reporting a backlog nobody reads any more, and an autoscaler stops
+// acting on it. Its counters and histograms stay until the process ends,
+// as counters do. Children resolved before keep working, detached: a
+// removed queue draining its last tasks updates nothing a scrape sees,
+// and a queue of that name added again later starts afresh.
+func (m *Metrics) ForgetQueue(queue string) {
+	if m == nil {
+		return
+	}
+	queue = labelValue(queue)
+	m.queueBacklog.DeleteLabelValues(queue)
+	m.inFlight.DeleteLabelValues(queue)
+	m.setInfo(queue, "")
+}
+
+// setInfo makes target the one relay_work_queue_info series of queue, or
+// takes its series away for "".
+func (m *Metrics) setInfo(queue, target string) {
+	m.infoMu.Lock()
+	defer m.infoMu.Unlock()
+	if old, ok := m.infoTarget[queue]; ok && old != target {
+		m.queueInfo.DeleteLabelValues(queue, old)
+		delete(m.infoTarget, queue)
+	}
+	if target != "" {
+		m.queueInfo.WithLabelValues(queue, target).Set(1)
+		m.infoTarget[queue] = target
 	}
 }

@@ -192,6 +192,9 @@ func (r *Relay) apply(cfg *config.Config) error {
 	for _, q := range retire {
 		note("queue %s stopped and draining", q.name)
 		r.retire(q)
+		if wanted[q.name] == nil {
+			r.metrics.ForgetQueue(q.name)
+		}
 	}
 	if len(start) > 0 {
 		// Declare the new queues on both connections before consuming.
