@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -95,6 +96,7 @@ type AMQP struct {
 	o    AMQPOptions
 
 	mu        sync.Mutex
+	keys      []string // the queue's binding keys now (see Bind)
 	consumers []*broker.Consumer
 	closed    bool
 }
@@ -108,7 +110,7 @@ func NewAMQP(conn *broker.Conn, opts AMQPOptions) (*AMQP, error) {
 		return nil, ErrNoInstance
 	}
 	o := opts.withDefaults()
-	return &AMQP{conn: conn, pub: conn.NewPublisher(), o: o}, nil
+	return &AMQP{conn: conn, pub: conn.NewPublisher(), o: o, keys: BindingKeys(o.Breakers)}, nil
 }
 
 // Exchange is the fleet exchange the transport publishes to.
@@ -153,6 +155,55 @@ func (a *AMQP) Publish(ctx context.Context, m Message) error {
 func (o AMQPOptions) Declare(conn *amqp.Connection) error {
 	o = o.withDefaults()
 	return declare(conn, o.Exchange, o.Queue, BindingKeys(o.Breakers), o.TTL)
+}
+
+// Declare declares the fleet exchange and the relay's queue, bound to the
+// keys of the breakers shared now: those of AMQPOptions.Breakers, or of
+// the last Bind. Use it instead of AMQPOptions.Declare where Bind changes
+// the breakers, so that a reconnect binds the queue as it is now.
+func (a *AMQP) Declare(conn *amqp.Connection) error {
+	a.mu.Lock()
+	keys := a.keys
+	a.mu.Unlock()
+	return declare(conn, a.o.Exchange, a.o.Queue, keys, a.o.TTL)
+}
+
+// Bind makes the names of breakers those the relay's queue hears of: it
+// binds the queue to their keys and unbinds it from the keys of the
+// breakers no longer named, on conn, the connection Listen consumes on.
+// With no names the queue stays, unbound (not bound to every breaker as
+// AMQPOptions.Breakers would be), so that a consumer Listen started finds
+// it after a reconnect. On an error the bindings may be part way; Bind
+// again, or the next reconnect's Declare, makes them whole.
+func (a *AMQP) Bind(ctx context.Context, conn *broker.Conn, breakers []string) error {
+	var keys []string
+	if len(breakers) > 0 {
+		keys = BindingKeys(breakers)
+	}
+	a.mu.Lock()
+	old := a.keys
+	a.keys = keys
+	a.mu.Unlock()
+	ch, _, err := conn.Channel(ctx)
+	if err != nil {
+		return fmt.Errorf("opening a channel for the fleet bindings: %w", err)
+	}
+	defer ch.Close()
+	for _, k := range keys {
+		if !slices.Contains(old, k) {
+			if err := ch.QueueBind(a.o.Queue, k, a.o.Exchange, false, nil); err != nil {
+				return fmt.Errorf("binding fleet queue %s to %s with %q: %w", a.o.Queue, a.o.Exchange, k, err)
+			}
+		}
+	}
+	for _, k := range old {
+		if !slices.Contains(keys, k) {
+			if err := ch.QueueUnbind(a.o.Queue, k, a.o.Exchange, nil); err != nil {
+				return fmt.Errorf("unbinding fleet queue %s from %s with %q: %w", a.o.Queue, a.o.Exchange, k, err)
+			}
+		}
+	}
+	return nil
 }
 
 // Listen consumes the relay's queue on conn, which must declare it (see

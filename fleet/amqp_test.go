@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -439,5 +440,129 @@ func TestNewAMQPRefuses(t *testing.T) {
 	tr.Close()
 	if err := tr.Listen(conn, func(Message) {}); !errors.Is(err, broker.ErrClosed) {
 		t.Fatalf("Listen after Close: %v, want broker.ErrClosed", err)
+	}
+}
+
+// Bind changes what the relay's queue hears on the live queue: the keys
+// of the breakers named are bound, those of the breakers no longer named
+// unbound, and with none the queue stays, bound to nothing, its consumer
+// consuming. Declare, as a reconnect runs it, binds what Bind set.
+func TestAMQPBindFollowsTheSharedBreakers(t *testing.T) {
+	brokerURL := testbroker.URL(t)
+	exchange := testbroker.Unique("relay.test.fleet.bind")
+	testbroker.CleanupExchanges(t, brokerURL, exchange)
+	testbroker.CleanupQueues(t, brokerURL, exchange+".a")
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+
+	var trp atomic.Pointer[AMQP]
+	conn, err := broker.Dial(ctx, broker.Options{Name: "fleet", Instance: "a", URL: brokerURL,
+		Topology: func(c *amqp.Connection) error {
+			if tr := trp.Load(); tr != nil {
+				return tr.Declare(c)
+			}
+			return nil
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	tr, err := NewAMQP(conn, AMQPOptions{Instance: "a", Exchange: exchange, Breakers: []string{"x", "s"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(tr.Close)
+	trp.Store(tr)
+	if err := conn.Redeclare(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	heard := map[string]int{}
+	if err := tr.Listen(conn, func(m Message) {
+		mu.Lock()
+		heard[m.Breaker]++
+		mu.Unlock()
+	}); err != nil {
+		t.Fatal(err)
+	}
+
+	ch := testbroker.Channel(t, brokerURL)
+	send := func(breakerName string) {
+		t.Helper()
+		body, err := Message{Version: Version, Kind: KindOpen, Breaker: breakerName, Instance: "peer", Origin: "peer", At: time.Now()}.Marshal()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := ch.PublishWithContext(ctx, exchange, "breaker."+breakerName, false, false, amqp.Publishing{Body: body}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// hears sends a message about each of x, y and z, then one about s
+	// (bound throughout but for the unbound stretch), and returns what
+	// arrived of x, y and z once s did: the queue keeps the order they
+	// were routed in.
+	hears := func() string {
+		const sentinel = "s"
+		t.Helper()
+		mu.Lock()
+		clear(heard)
+		mu.Unlock()
+		for _, n := range []string{"x", "y", "z"} {
+			send(n)
+		}
+		send(sentinel)
+		eventually(t, 5*time.Second, "the sentinel message heard", func() bool {
+			mu.Lock()
+			defer mu.Unlock()
+			return heard[sentinel] > 0
+		})
+		mu.Lock()
+		defer mu.Unlock()
+		var got []string
+		for _, n := range []string{"x", "y", "z"} {
+			if heard[n] > 0 {
+				got = append(got, n)
+			}
+		}
+		return strings.Join(got, ",")
+	}
+
+	if got := hears(); got != "x" {
+		t.Fatalf("bound to x: heard %q, want x", got)
+	}
+	if err := tr.Bind(ctx, conn, []string{"y", "z", "s"}); err != nil {
+		t.Fatal(err)
+	}
+	if got := hears(); got != "y,z" {
+		t.Fatalf("bound to y and z: heard %q, want y,z (x unbound)", got)
+	}
+	if err := conn.Redeclare(ctx); err != nil { // as a reconnect would
+		t.Fatal(err)
+	}
+	if got := hears(); got != "y,z" {
+		t.Fatalf("after Declare: heard %q, want y,z", got)
+	}
+	if err := tr.Bind(ctx, conn, nil); err != nil {
+		t.Fatal(err)
+	}
+	// Nothing bound: a sentinel cannot be heard; the queue is still there
+	// and consumed, and hears again once bound.
+	mu.Lock()
+	clear(heard)
+	mu.Unlock()
+	send("x")
+	send("y")
+	time.Sleep(200 * time.Millisecond)
+	mu.Lock()
+	n := len(heard)
+	mu.Unlock()
+	if n != 0 {
+		t.Fatalf("bound to nothing: heard %v", heard)
+	}
+	if err := tr.Bind(ctx, conn, []string{"x", "s"}); err != nil {
+		t.Fatal(err)
+	}
+	if got := hears(); got != "x" {
+		t.Fatalf("bound to x again: heard %q, want x", got)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -131,6 +132,9 @@ type Coordinator struct {
 // member is one shared breaker and what waits to be done for it.
 type member struct {
 	b *breaker.Breaker
+	// active: shared now. An unshared breaker keeps its member, and its
+	// listeners, which do nothing until it is shared again.
+	active bool
 
 	// Failures counted here since the last flush.
 	failures   int
@@ -210,15 +214,23 @@ func (c *Coordinator) Instance() string { return c.instance }
 
 // Share makes b one of the fleet's shared breakers: its failures and
 // transitions are told to the peers, and the peers' messages about its
-// name are applied to it. A breaker cannot be unshared; a second breaker
-// of the same name is refused with ErrAlreadyShared.
+// name are applied to it. A second breaker of a name already shared is
+// refused with ErrAlreadyShared. Sharing again a breaker Unshare took
+// out shares it as before.
 func (c *Coordinator) Share(b *breaker.Breaker) error {
 	c.mu.Lock()
-	if _, ok := c.shared[b.Name()]; ok {
+	m, ok := c.shared[b.Name()]
+	switch {
+	case ok && m.active:
 		c.mu.Unlock()
 		return ErrAlreadyShared
+	case ok && m.b == b:
+		// Its listeners are still registered; they only waited.
+		m.active = true
+		c.mu.Unlock()
+		return nil
 	}
-	m := &member{b: b}
+	m = &member{b: b, active: true}
 	c.shared[b.Name()] = m
 	c.mu.Unlock()
 	b.OnFailure(func(f breaker.FailureEvent) { c.localFailure(m, f) })
@@ -226,10 +238,45 @@ func (c *Coordinator) Share(b *breaker.Breaker) error {
 	return nil
 }
 
+// Unshare takes the breaker of that name out of the fleet: from now on
+// it decides alone, its failures and transitions stay here, and the
+// peers' messages about it are ignored. Its failures not yet sent are
+// dropped, and a half_open a peer's closing planned is not made. It
+// reports whether the name was shared.
+func (c *Coordinator) Unshare(name string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	m, ok := c.shared[name]
+	if !ok || !m.active {
+		return false
+	}
+	m.active = false
+	m.failures, m.probe = 0, false
+	return true
+}
+
+// Shared names the breakers shared now, sorted.
+func (c *Coordinator) Shared() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var names []string
+	for name, m := range c.shared {
+		if m.active {
+			names = append(names, name)
+		}
+	}
+	slices.Sort(names)
+	return names
+}
+
 // localFailure counts a failure of m for the next flush. It runs on the
 // breaker's failure path, so it only counts.
 func (c *Coordinator) localFailure(m *member, f breaker.FailureEvent) {
 	c.mu.Lock()
+	if !m.active {
+		c.mu.Unlock()
+		return
+	}
 	m.failures++
 	m.lastReason, m.lastAt = f.Reason, f.At
 	first := c.flushAt.IsZero()
@@ -251,6 +298,10 @@ func (c *Coordinator) localFailure(m *member, f breaker.FailureEvent) {
 // own reset_timeout.
 func (c *Coordinator) localTransition(m *member, t breaker.Transition) {
 	c.mu.Lock()
+	if !m.active {
+		c.mu.Unlock()
+		return
+	}
 	if t.To != breaker.Open {
 		m.probe = false // closed or probing already
 	}
@@ -312,6 +363,9 @@ func (c *Coordinator) Deliver(msg Message) {
 	}
 	c.mu.Lock()
 	m := c.shared[msg.Breaker]
+	if m != nil && !m.active {
+		m = nil
+	}
 	c.mu.Unlock()
 	now := c.clk.Now()
 	if m == nil || msg.Version != Version || now.Sub(msg.At) >= m.b.Settings().WindowSize {
@@ -410,7 +464,7 @@ func (c *Coordinator) step(ctx context.Context) time.Duration {
 		}
 	}
 	for _, m := range c.shared {
-		if !m.probe {
+		if !m.probe || !m.active {
 			continue
 		}
 		if now.Before(m.probeAt) {

@@ -511,3 +511,53 @@ func TestNewAndShare(t *testing.T) {
 		t.Fatalf("second Share of %s: %v", name, err)
 	}
 }
+
+// An unshared breaker decides alone: what it does stays here, what the
+// peers do does not reach it. Shared again, it is one of the fleet's
+// once more, without a second set of listeners.
+func TestUnshareAndShareAgain(t *testing.T) {
+	f := newFleet(t, "a", "b")
+	a, b := f.relays["a"], f.relays["b"]
+	f.fail(t, "a", 2) // counted, not yet sent: dropped by Unshare
+	if !a.c.Unshare(name) || a.c.Unshare(name) {
+		t.Fatal("Unshare of a shared breaker must report true once")
+	}
+	if got := a.c.Shared(); len(got) != 0 {
+		t.Fatalf("Shared after Unshare = %q", got)
+	}
+	f.fail(t, "b", 5) // b opens, and tells a, which no longer listens
+	f.settle(t)
+	if got := f.states(); got != "closed open" {
+		t.Fatalf("states %q, want a deciding alone (closed) and b open", got)
+	}
+	if got := f.bus.sentBy("a"); len(got) != 0 {
+		t.Fatalf("a, unshared, sent %q", got)
+	}
+	f.fail(t, "a", 3) // with its own 2, a opens by itself and tells nobody
+	f.settle(t)
+	if got := a.b.State(); got != breaker.Open {
+		t.Fatalf("a is %s after its own five failures", got)
+	}
+	if got := f.bus.sentBy("a"); len(got) != 0 {
+		t.Fatalf("a, unshared, sent %q on opening", got)
+	}
+
+	if err := a.c.Share(a.b); err != nil {
+		t.Fatalf("sharing a again: %v", err)
+	}
+	if got := a.c.Shared(); len(got) != 1 || got[0] != name {
+		t.Fatalf("Shared after sharing again = %q", got)
+	}
+	a.b.Reset()
+	b.b.Reset()
+	f.settle(t)
+	before := len(f.bus.sentBy("a"))
+	a.b.ForceOpen()
+	f.settle(t)
+	if got := f.bus.sentBy("a")[before:]; len(got) != 1 || got[0] != "open" {
+		t.Fatalf("a, shared again, sent %q on opening, want one open (one set of listeners)", got)
+	}
+	if got := b.b.State(); got != breaker.Open {
+		t.Fatalf("b is %s after a, shared again, opened", got)
+	}
+}

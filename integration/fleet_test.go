@@ -735,3 +735,89 @@ func TestQueueBacklogAfterAReload(t *testing.T) {
 	run.r.Breaker("downstream").Reset()
 	l.check(l.settle(30*time.Second, []string{q1 + ".dlq", q2 + ".dlq"}, q1, q2), 0)
 }
+
+// TestFleetShareFollowsReloads turns a breaker's share on and off by
+// reloading two relays' configuration files, with no restart: unshared,
+// an opening stays with its relay; shared, it opens the other relay's
+// breaker of that name; unshared again at one relay, neither hears of the
+// other; shared again, they act as one once more.
+func TestFleetShareFollowsReloads(t *testing.T) {
+	e := newEnv(t)
+	ds := newDownstream(t, echo)
+	name := "fleet_" + e.id
+	q := e.name("it.fleet.reshare")
+	dir := t.TempDir()
+	members := []string{"a", "b"}
+	paths := map[string]string{}
+	write := func(member string, share bool) {
+		t.Helper()
+		c := fleetConfig{URL: ds.URL, Queue: q, Breaker: name,
+			BreakerFields: fmt.Sprintf("failure_threshold: 5, reset_timeout: 60s, share: %t", share)}
+		yaml := strings.Replace(e.baseYAML(), "instance: it-"+e.id, "instance: it-"+e.id+"-"+member, 1) + c.yaml()
+		paths[member] = filepath.Join(dir, member+".yaml")
+		if err := os.WriteFile(paths[member], []byte(yaml), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	runs := map[string]*running{}
+	for _, m := range members {
+		write(m, false)
+		runs[m], _ = e.startRelayFrom(paths[m])
+	}
+	br := func(m string) *breaker.Breaker { return runs[m].r.Breaker(name) }
+	reload := func(m string, share bool) {
+		t.Helper()
+		write(m, share)
+		if problems, err := runs[m].r.Reload(); err != nil {
+			t.Fatalf("reload of %s: %v %v", m, problems, err)
+		}
+		if got := runs[m].r.Breaker(name); got != br(m) {
+			t.Fatalf("reload of %s replaced the breaker", m)
+		}
+	}
+	// opens forces from's breaker open and reports whether to's follows
+	// within wait; both are closed again after.
+	opens := func(from, to string, wait time.Duration) bool {
+		t.Helper()
+		br(from).ForceOpen()
+		deadline := time.Now().Add(wait)
+		followed := false
+		for time.Now().Before(deadline) {
+			if br(to).State() == breaker.Open {
+				followed = true
+				break
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		for _, m := range members {
+			br(m).Reset()
+		}
+		return followed
+	}
+
+	if opens("a", "b", time.Second) {
+		t.Fatal("not shared: a's opening opened b")
+	}
+	reload("a", true)
+	reload("b", true)
+	if !opens("a", "b", 5*time.Second) {
+		t.Fatal("shared by reloads: a's opening did not open b within 5s")
+	}
+	if !opens("b", "a", 5*time.Second) {
+		t.Fatal("shared by reloads: b's opening did not open a within 5s")
+	}
+	reload("a", false)
+	if opens("a", "b", time.Second) {
+		t.Fatal("a unshared: its opening still opened b")
+	}
+	if opens("b", "a", time.Second) {
+		t.Fatal("a unshared: b's opening still opened a")
+	}
+	reload("a", true)
+	if !opens("a", "b", 5*time.Second) {
+		t.Fatal("a shared again: its opening did not open b within 5s")
+	}
+	if !opens("b", "a", 5*time.Second) {
+		t.Fatal("a shared again: b's opening did not open a within 5s")
+	}
+}

@@ -14,6 +14,7 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 	"github.com/vsm-relay/relay/backlog"
 	"github.com/vsm-relay/relay/broker"
+	"github.com/vsm-relay/relay/config"
 	"github.com/vsm-relay/relay/fleet"
 	"github.com/vsm-relay/relay/intake"
 	"github.com/vsm-relay/relay/metrics"
@@ -36,16 +37,21 @@ func (r *Relay) connect(ctx context.Context) error {
 	}
 	r.watchConn(r.publishConn, intake.ConnHolds{Blocked: intake.HoldBlocked, Down: intake.HoldDown})
 	// The consuming connection also declares this relay's fleet queue
-	// and its bindings, so that they are back after every reconnect.
-	var fo *fleet.AMQPOptions
-	consumeDeclare := declare
-	if shared := r.sharedBreakers(); len(shared) > 0 {
-		fo = &fleet.AMQPOptions{Instance: r.cfg.Instance, Breakers: shared, Logger: r.log}
-		consumeDeclare = func(conn *amqp.Connection) error {
-			if err := declare(conn); err != nil {
-				return err
-			}
-			return fo.Declare(conn)
+	// and its bindings, once a breaker is shared, so that they are back
+	// after every reconnect.
+	consumeDeclare := func(conn *amqp.Connection) error {
+		if err := declare(conn); err != nil {
+			return err
+		}
+		if t := r.fleetT.Load(); t != nil {
+			return t.Declare(conn)
+		}
+		return nil
+	}
+	shared := sharedBreakers(r.cfg)
+	if len(shared) > 0 {
+		if err := r.newFleetTransport(shared); err != nil {
+			return err
 		}
 	}
 	if r.consumeConn, err = r.dial(ctx, r.connOptions("consume", r.cfg.AMQP.URL, consumeDeclare)); err != nil {
@@ -54,49 +60,115 @@ func (r *Relay) connect(ctx context.Context) error {
 	r.watchConn(r.consumeConn, intake.ConnHolds{})
 	r.pub = r.publisher(r.publishConn)
 	r.eventPub = r.publisher(r.publishConn)
-	return r.startFleet(fo)
+	if len(shared) == 0 {
+		return nil
+	}
+	r.fleetMu.Lock()
+	defer r.fleetMu.Unlock()
+	return r.startFleet(shared)
 }
 
-// sharedBreakers names the breakers with share: true, sorted.
-func (r *Relay) sharedBreakers() []string {
+// sharedBreakers names the breakers of cfg with share: true, sorted.
+func sharedBreakers(cfg *config.Config) []string {
 	var names []string
-	for _, name := range slices.Sorted(maps.Keys(r.cfg.Breakers)) {
-		if r.cfg.Breakers[name].Share {
+	for _, name := range slices.Sorted(maps.Keys(cfg.Breakers)) {
+		if cfg.Breakers[name].Share {
 			names = append(names, name)
 		}
 	}
 	return names
 }
 
-// startFleet shares the breakers fo names with the relay's peers over the
-// broker: their failures and transitions go out on the fleet exchange, and
-// the peers' come in on this relay's own queue (see package fleet).
-func (r *Relay) startFleet(fo *fleet.AMQPOptions) error {
-	if fo == nil {
-		return nil
-	}
-	t, err := fleet.NewAMQP(r.publishConn, *fo)
+// newFleetTransport makes the fleet's transport, its queue bound to the
+// keys of shared: from then on the consuming connection declares it.
+func (r *Relay) newFleetTransport(shared []string) error {
+	t, err := fleet.NewAMQP(r.publishConn, fleet.AMQPOptions{Instance: r.cfg.Instance, Breakers: shared, Logger: r.log})
 	if err != nil {
 		return err
 	}
 	r.cleanup.push(t.Close)
-	coord, err := fleet.New(r.cfg.Instance, t, fleet.WithLogger(r.log))
+	r.fleetT.Store(t)
+	return nil
+}
+
+// startFleet shares the breakers named with the relay's peers over the
+// broker: their failures and transitions go out on the fleet exchange, and
+// the peers' come in on this relay's own queue (see package fleet), which
+// the consuming connection has declared. r.fleetMu is held.
+func (r *Relay) startFleet(shared []string) error {
+	coord, err := fleet.New(r.cfg.Instance, r.fleetT.Load(), fleet.WithLogger(r.log))
 	if err != nil {
 		return err
 	}
-	for _, name := range fo.Breakers {
-		if err := coord.Share(r.breakers[name]); err != nil {
-			return err
-		}
+	r.mu.RLock()
+	for _, name := range shared {
+		err = errors.Join(err, coord.Share(r.breakers[name]))
 	}
-	if err := t.Listen(r.consumeConn, coord.Deliver); err != nil {
+	r.mu.RUnlock()
+	if err != nil {
+		return err
+	}
+	if err := r.fleetT.Load().Listen(r.consumeConn, coord.Deliver); err != nil {
 		return err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	wg.Go(func() { _ = coord.Run(ctx) })
 	r.cleanup.push(func() { cancel(); wg.Wait() })
+	r.coord = coord
 	return nil
+}
+
+// sharedNow names the breakers the fleet shares now, sorted.
+func (r *Relay) sharedNow() []string {
+	r.fleetMu.Lock()
+	defer r.fleetMu.Unlock()
+	if r.coord == nil {
+		return nil
+	}
+	return r.coord.Shared()
+}
+
+// reshare makes the fleet share the breakers named, and only those: a
+// reload turned share on or off. The first breaker shared starts the
+// fleet (its transport, queue and coordinator); later changes share and
+// unshare breakers in the running coordinator and bind the queue to the
+// keys of those shared. A breaker keeps its state and counts either way.
+func (r *Relay) reshare(ctx context.Context, shared []string) error {
+	r.fleetMu.Lock()
+	defer r.fleetMu.Unlock()
+	if r.coord == nil {
+		if len(shared) == 0 {
+			return nil
+		}
+		if r.fleetT.Load() == nil {
+			if err := r.newFleetTransport(shared); err != nil {
+				return err
+			}
+		} else if err := r.fleetT.Load().Bind(ctx, r.consumeConn, shared); err != nil {
+			return err
+		}
+		if err := r.consumeConn.Redeclare(ctx); err != nil {
+			return err
+		}
+		return r.startFleet(shared)
+	}
+	for _, name := range r.coord.Shared() {
+		if !slices.Contains(shared, name) {
+			r.coord.Unshare(name)
+		}
+	}
+	r.mu.RLock()
+	var err error
+	for _, name := range shared {
+		if b := r.breakers[name]; b != nil {
+			if serr := r.coord.Share(b); serr != nil && !errors.Is(serr, fleet.ErrAlreadyShared) {
+				err = errors.Join(err, serr)
+			}
+		}
+	}
+	r.mu.RUnlock()
+	return errors.Join(err, r.fleetT.Load().Bind(ctx, r.consumeConn, shared))
 }
 
 // startBacklog reads each queue's ready messages every few seconds into

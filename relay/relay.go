@@ -23,6 +23,7 @@ import (
 	"github.com/vsm-relay/relay/config"
 	"github.com/vsm-relay/relay/dashboard"
 	"github.com/vsm-relay/relay/dispatch"
+	"github.com/vsm-relay/relay/fleet"
 	"github.com/vsm-relay/relay/health"
 	"github.com/vsm-relay/relay/intake"
 	"github.com/vsm-relay/relay/metrics"
@@ -117,6 +118,12 @@ type Relay struct {
 	backlogMu   sync.Mutex
 	backlogStop func()
 	backlogDone bool
+	// The fleet: its transport, read by the consuming connection's
+	// topology on every reconnect, and its coordinator, both nil until a
+	// breaker is shared. fleetMu orders the changes of what is shared.
+	fleetT  atomic.Pointer[fleet.AMQP]
+	fleetMu sync.Mutex
+	coord   *fleet.Coordinator
 
 	cleanup   cleanupStack
 	consuming atomic.Bool

@@ -7,6 +7,7 @@ import (
 	"maps"
 	"reflect"
 	"slices"
+	"strings"
 
 	"github.com/vsm-relay/relay/algedonic"
 	"github.com/vsm-relay/relay/broker"
@@ -27,7 +28,8 @@ var ErrReloadRefused = errors.New("configuration reload refused")
 // keep their state and counts, pools are resized in place, targets,
 // backoff, signal and health settings apply from the next task on, added
 // queues start, removed queues stop and drain (a queue whose entry
-// changed does both). The broker connections, http.listen and instance
+// changed does both), breakers join or leave the fleet as their share
+// says. The broker connections, http.listen and instance
 // are read at start only; a change to them is logged and waits for a
 // restart.
 func (r *Relay) Reload() (problems []string, err error) {
@@ -223,6 +225,21 @@ func (r *Relay) apply(cfg *config.Config) error {
 			r.log.Error("relay_queue_backlog not following the reloaded queues", "err", err.Error())
 		}
 	}
+	// Compared with what the fleet shares now, not with the old file: a
+	// change that failed (the broker was down) is made by the next reload.
+	if shared := sharedBreakers(cfg); !slices.Equal(shared, r.sharedNow()) {
+		ctx, cancel := context.WithTimeout(r.stop, cfg.AMQP.ConnectTimeout)
+		err := r.reshare(ctx, shared)
+		cancel()
+		if err != nil {
+			// The breakers act alone or as before until the next reload
+			// or restart makes the fleet whole.
+			r.log.Error("the fleet's shared breakers not changed", "shared", shared, "err", err.Error())
+			note("shared breakers not changed: %v", err)
+		} else {
+			note("shared breakers now: %s", sharedList(shared))
+		}
+	}
 	if old.HTTP.AdminToken != cfg.HTTP.AdminToken {
 		if adm, err := r.newAdmin(); err == nil {
 			r.admin.Store(adm)
@@ -232,6 +249,14 @@ func (r *Relay) apply(cfg *config.Config) error {
 	r.log.Info("configuration reloaded", "changes", len(changes))
 	r.emit(algedonic.Reloaded(changes))
 	return nil
+}
+
+// sharedList writes the names of shared breakers for a reload's note.
+func sharedList(names []string) string {
+	if len(names) == 0 {
+		return "none"
+	}
+	return strings.Join(names, ", ")
 }
 
 // restartOnly names the settings that differ between old and cfg and are
@@ -244,15 +269,6 @@ func restartOnly(old, cfg *config.Config) []string {
 	}
 	if old.HTTP.Listen != cfg.HTTP.Listen {
 		out = append(out, "http.listen")
-	}
-	// The fleet shares the breakers marked at start (the coordinator and
-	// the bindings of the relay's fleet queue are made once): a share
-	// turned on or off, or a shared breaker added, waits for a restart.
-	for _, name := range slices.Sorted(maps.Keys(cfg.Breakers)) {
-		was, ok := old.Breakers[name]
-		if cfg.Breakers[name].Share != (ok && was.Share) {
-			out = append(out, "breakers."+name+".share")
-		}
 	}
 	return out
 }

@@ -27,9 +27,9 @@ func TestRestartOnly(t *testing.T) {
 		{"a breaker's threshold: applied in place", func(c *config.Config) { c.Breakers["api"] = breaker.Settings{FailureThreshold: 9} }, nil},
 		{"amqp url", func(c *config.Config) { c.AMQP.URL = "amqp://b" }, []string{"amqp"}},
 		{"http listen", func(c *config.Config) { c.HTTP.Listen = ":9090" }, []string{"http.listen"}},
-		{"share turned on", func(c *config.Config) { c.Breakers["api"] = breaker.Settings{FailureThreshold: 5, Share: true} }, []string{"breakers.api.share"}},
-		{"share turned off", func(c *config.Config) { c.Breakers["llm"] = breaker.Settings{FailureThreshold: 3} }, []string{"breakers.llm.share"}},
-		{"shared breaker added", func(c *config.Config) { c.Breakers["db"] = breaker.Settings{Share: true} }, []string{"breakers.db.share"}},
+		{"share turned on", func(c *config.Config) { c.Breakers["api"] = breaker.Settings{FailureThreshold: 5, Share: true} }, nil}, // applied by the reload (reshare)
+		{"share turned off", func(c *config.Config) { c.Breakers["llm"] = breaker.Settings{FailureThreshold: 3} }, nil},
+		{"shared breaker added", func(c *config.Config) { c.Breakers["db"] = breaker.Settings{Share: true} }, nil},
 		{"unshared breaker added", func(c *config.Config) { c.Breakers["db"] = breaker.Settings{} }, nil},
 		{"shared breaker removed", func(c *config.Config) { delete(c.Breakers, "llm") }, nil},
 	}
@@ -41,5 +41,17 @@ func TestRestartOnly(t *testing.T) {
 				t.Errorf("restartOnly = %q, want %q", got, tc.want)
 			}
 		})
+	}
+}
+
+func TestSharedBreakersAreSortedAndOnlyThoseMarked(t *testing.T) {
+	cfg := &config.Config{Breakers: map[string]breaker.Settings{
+		"zeta": {Share: true}, "api": {}, "alpha": {Share: true},
+	}}
+	if got, want := sharedBreakers(cfg), []string{"alpha", "zeta"}; !slices.Equal(got, want) {
+		t.Errorf("sharedBreakers = %q, want %q", got, want)
+	}
+	if got := sharedBreakers(&config.Config{}); got != nil {
+		t.Errorf("sharedBreakers of none = %q, want none", got)
 	}
 }
