@@ -43,7 +43,6 @@ func (r *Relay) Reload() (problems []string, err error) {
 	}
 	cfg, err := r.source.Load()
 	if err == nil {
-		cfg.Instance = r.config().Instance
 		err = r.apply(cfg)
 	}
 	if err != nil {
@@ -94,6 +93,9 @@ func (r *Relay) apply(cfg *config.Config) error {
 		r.log.Warn("a changed setting waits for a restart", "key", what)
 		note("%s changed: takes effect at the next restart", what)
 	}
+	// The instance id names this relay's broker connections and its fleet
+	// queue, and its events: it stays what it was until the restart.
+	cfg.Instance = old.Instance
 
 	r.mu.Lock()
 	for _, name := range slices.Sorted(maps.Keys(cfg.Breakers)) {
@@ -269,6 +271,9 @@ func restartOnly(old, cfg *config.Config) []string {
 	}
 	if old.HTTP.Listen != cfg.HTTP.Listen {
 		out = append(out, "http.listen")
+	}
+	if old.Instance != cfg.Instance {
+		out = append(out, "instance")
 	}
 	return out
 }

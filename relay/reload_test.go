@@ -16,6 +16,7 @@ func TestRestartOnly(t *testing.T) {
 		}}
 		c.AMQP.URL = "amqp://a"
 		c.HTTP.Listen = ":8080"
+		c.Instance = "edge-1"
 		return c
 	}
 	cases := []struct {
@@ -27,6 +28,7 @@ func TestRestartOnly(t *testing.T) {
 		{"a breaker's threshold: applied in place", func(c *config.Config) { c.Breakers["api"] = breaker.Settings{FailureThreshold: 9} }, nil},
 		{"amqp url", func(c *config.Config) { c.AMQP.URL = "amqp://b" }, []string{"amqp"}},
 		{"http listen", func(c *config.Config) { c.HTTP.Listen = ":9090" }, []string{"http.listen"}},
+		{"instance", func(c *config.Config) { c.Instance = "edge-2" }, []string{"instance"}},
 		{"share turned on", func(c *config.Config) { c.Breakers["api"] = breaker.Settings{FailureThreshold: 5, Share: true} }, nil}, // applied by the reload (reshare)
 		{"share turned off", func(c *config.Config) { c.Breakers["llm"] = breaker.Settings{FailureThreshold: 3} }, nil},
 		{"shared breaker added", func(c *config.Config) { c.Breakers["db"] = breaker.Settings{Share: true} }, nil},
