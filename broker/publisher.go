@@ -444,3 +444,26 @@ func (cc *confirmChannel) failAll() {
 		conf.resolve(ErrLost)
 	}
 }
+
+// PublishingOf is delivery d as a new message with headers h: every
+// property of d (content type and encoding, delivery mode, priority,
+// correlation id, reply-to, expiration, message id, timestamp, type, user
+// and app id) and its body, for publishing it again elsewhere or later.
+func PublishingOf(d *amqp.Delivery, h amqp.Table) amqp.Publishing {
+	return amqp.Publishing{
+		Headers:         h,
+		ContentType:     d.ContentType,
+		ContentEncoding: d.ContentEncoding,
+		DeliveryMode:    d.DeliveryMode,
+		Priority:        d.Priority,
+		CorrelationId:   d.CorrelationId,
+		ReplyTo:         d.ReplyTo,
+		Expiration:      d.Expiration,
+		MessageId:       d.MessageId,
+		Timestamp:       d.Timestamp,
+		Type:            d.Type,
+		UserId:          d.UserId,
+		AppId:           d.AppId,
+		Body:            d.Body,
+	}
+}

@@ -330,7 +330,7 @@ func (o *Outbound) retry(ctx context.Context, exchange, key string, msg amqp.Pub
 // outboundMessage is d as it goes to its destination: the relay's own
 // headers stripped, persistent.
 func outboundMessage(d *amqp.Delivery) amqp.Publishing {
-	msg := publishingOf(d, copyHeaders(d.Headers, 0))
+	msg := broker.PublishingOf(d, copyHeaders(d.Headers, 0))
 	msg.DeliveryMode = amqp.Persistent
 	return msg
 }

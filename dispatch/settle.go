@@ -290,7 +290,7 @@ func (s *settler) republish(ctx context.Context, d *amqp.Delivery, deliveries in
 		h[HeaderDeliveries] = int32(deliveries)
 	}
 	s.awaitCancels(ctx)
-	if err := s.publishAndWait(ctx, "", s.queue, publishingOf(d, h)); err != nil {
+	if err := s.publishAndWait(ctx, "", s.queue, broker.PublishingOf(d, h)); err != nil {
 		return fmt.Errorf("publishing back to %s: %w", s.queue, err)
 	}
 	return nil
@@ -362,7 +362,7 @@ func (s *settler) deadLetter(ctx context.Context, d *amqp.Delivery, o Outcome) e
 	}
 	h[HeaderError] = o.Reason
 	h[HeaderQueue] = s.queue
-	conf, err := s.pub.Publish(ctx, "", s.dlq, true, publishingOf(d, h))
+	conf, err := s.pub.Publish(ctx, "", s.dlq, true, broker.PublishingOf(d, h))
 	if err != nil {
 		return fmt.Errorf("dead-lettering to %s: %w", s.dlq, err)
 	}
@@ -406,33 +406,13 @@ func (s *settler) redeliver(ctx context.Context, d *amqp.Delivery, o Outcome) er
 	if o.Status != 0 {
 		h[HeaderStatus] = int32(o.Status)
 	}
-	msg := publishingOf(d, h)
+	msg := broker.PublishingOf(d, h)
 	msg.DeliveryMode = amqp.Persistent
 	if err := s.publishAndWait(ctx, "", step.Queue, msg); err != nil {
 		return fmt.Errorf("scheduling redelivery through %s: %w", step.Queue, err)
 	}
 	s.log.Info("task scheduled for redelivery", "after", step.Delay, "attempts", o.Attempts, "reason", o.Reason, "message_id", d.MessageId)
 	return nil
-}
-
-// publishingOf copies a delivery's properties into a new publishing.
-func publishingOf(d *amqp.Delivery, h amqp.Table) amqp.Publishing {
-	return amqp.Publishing{
-		Headers:         h,
-		ContentType:     d.ContentType,
-		ContentEncoding: d.ContentEncoding,
-		DeliveryMode:    d.DeliveryMode,
-		Priority:        d.Priority,
-		CorrelationId:   d.CorrelationId,
-		ReplyTo:         d.ReplyTo,
-		Expiration:      d.Expiration,
-		MessageId:       d.MessageId,
-		Timestamp:       d.Timestamp,
-		Type:            d.Type,
-		UserId:          d.UserId,
-		AppId:           d.AppId,
-		Body:            d.Body,
-	}
 }
 
 // copyTrace copies the trace context headers from a task to its reply,

@@ -874,22 +874,7 @@ func replayPublishing(d *amqp.Delivery) amqp.Publishing {
 	}
 	n, _ := dlqInt(d.Headers, headerReplayed)
 	h[headerReplayed] = int32(min(n, math.MaxInt32-1) + 1)
-	return amqp.Publishing{
-		Headers:         h,
-		ContentType:     d.ContentType,
-		ContentEncoding: d.ContentEncoding,
-		DeliveryMode:    d.DeliveryMode,
-		Priority:        d.Priority,
-		CorrelationId:   d.CorrelationId,
-		ReplyTo:         d.ReplyTo,
-		Expiration:      d.Expiration,
-		MessageId:       d.MessageId,
-		Timestamp:       d.Timestamp,
-		Type:            d.Type,
-		UserId:          d.UserId,
-		AppId:           d.AppId,
-		Body:            d.Body,
-	}
+	return broker.PublishingOf(d, h)
 }
 
 // replayProgress prints how far a replay got, every second or every
