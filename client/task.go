@@ -6,11 +6,11 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"strconv"
 	"sync"
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
+	"github.com/vsm-relay/relay/internal/amqpheader"
 )
 
 // The headers the relay sets on a reply.
@@ -54,33 +54,8 @@ func (r *Reply) taskError() *TaskError {
 }
 
 func headerInt(v any) int {
-	switch x := v.(type) {
-	case int:
-		return x
-	case int8:
-		return int(x)
-	case int16:
-		return int(x)
-	case int32:
-		return int(x)
-	case int64:
-		return int(x)
-	case uint8:
-		return int(x)
-	case uint16:
-		return int(x)
-	case uint32:
-		return int(x)
-	case float64:
-		return int(x)
-	case string:
-		n, _ := strconv.Atoi(x)
-		return n
-	case []byte:
-		n, _ := strconv.Atoi(string(x))
-		return n
-	}
-	return 0
+	n, _ := amqpheader.Int(v)
+	return n
 }
 
 func headerString(v any) string {

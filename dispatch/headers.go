@@ -1,11 +1,10 @@
 package dispatch
 
 import (
-	"math"
-	"strconv"
 	"strings"
 
 	amqp "github.com/rabbitmq/amqp091-go"
+	"github.com/vsm-relay/relay/internal/amqpheader"
 )
 
 // Header names of the relay's message contract.
@@ -34,50 +33,11 @@ const (
 // (or decimal string) a client's library sent it. Anything else counts as
 // absent: a bad header never fails a task.
 func intHeader(t amqp.Table, key string) int {
-	v, ok := t[key]
-	if !ok {
+	n, ok := amqpheader.Int(t[key])
+	if !ok || n < 0 {
 		return 0
 	}
-	var n int64
-	switch x := v.(type) {
-	case int:
-		n = int64(x)
-	case int8:
-		n = int64(x)
-	case int16:
-		n = int64(x)
-	case int32:
-		n = int64(x)
-	case int64:
-		n = x
-	case uint8:
-		n = int64(x)
-	case uint16:
-		n = int64(x)
-	case uint32:
-		n = int64(x)
-	case uint64:
-		if x > math.MaxInt32 {
-			return 0
-		}
-		n = int64(x)
-	case float32:
-		n = int64(x)
-	case float64:
-		n = int64(x)
-	case string:
-		p, err := strconv.ParseInt(strings.TrimSpace(x), 10, 64)
-		if err != nil {
-			return 0
-		}
-		n = p
-	default:
-		return 0
-	}
-	if n < 0 || n > math.MaxInt32 {
-		return 0
-	}
-	return int(n)
+	return n
 }
 
 // stringHeader reads a text header; ok is false when it is missing or not

@@ -23,6 +23,7 @@ import (
 	"github.com/vsm-relay/relay/broker"
 	"github.com/vsm-relay/relay/config"
 	"github.com/vsm-relay/relay/dispatch"
+	"github.com/vsm-relay/relay/internal/amqpheader"
 	"github.com/vsm-relay/relay/relay"
 )
 
@@ -482,35 +483,7 @@ func dlqText(t amqp.Table, key string) (string, bool) {
 // dlqInt reads an integer header in whatever integer type (or decimal
 // text) it came.
 func dlqInt(t amqp.Table, key string) (int, bool) {
-	switch v := t[key].(type) {
-	case int:
-		return v, true
-	case int8:
-		return int(v), true
-	case int16:
-		return int(v), true
-	case int32:
-		return int(v), true
-	case int64:
-		if v >= math.MinInt32 && v <= math.MaxInt32 {
-			return int(v), true
-		}
-	case uint8:
-		return int(v), true
-	case uint16:
-		return int(v), true
-	case uint32:
-		return int(v), true
-	case uint64:
-		if v <= math.MaxInt32 {
-			return int(v), true
-		}
-	case string:
-		if n, err := strconv.Atoi(strings.TrimSpace(v)); err == nil {
-			return n, true
-		}
-	}
-	return 0, false
+	return amqpheader.Int(t[key])
 }
 
 // headersJSON turns headers into values encoding/json writes readably:
