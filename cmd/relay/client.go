@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -75,22 +76,31 @@ func checkBrokerURL(f *clientFlags, cfg *config.Config) (string, error) {
 	return u, nil
 }
 
+// brokerTarget is where a command connects and how: the checked broker
+// URL, the TLS settings (a bad one is a usage error, exit 2) and the
+// connect timeout (--connect-timeout, default 10s).
+func brokerTarget(f *clientFlags, cfg *config.Config) (url string, tc *tls.Config, timeout time.Duration, err error) {
+	if url, err = checkBrokerURL(f, cfg); err != nil {
+		return "", nil, 0, err
+	}
+	if tc, err = cfg.AMQP.TLS.ClientConfig(); err != nil {
+		return "", nil, 0, exitCode(2, err)
+	}
+	timeout = f.connectTimeout
+	if timeout <= 0 {
+		timeout = 10 * time.Second
+	}
+	return url, tc, timeout, nil
+}
+
 // dialClient connects to the broker for a client command, trying for
 // --connect-timeout. A refused login or virtual host ends it at once
 // (exit 1), as a retry cannot help; a malformed URL is a usage error
 // (exit 2). The client reconnects by itself afterwards.
 func dialClient(ctx context.Context, f *clientFlags, cfg *config.Config, role string) (*client.Client, error) {
-	u, err := checkBrokerURL(f, cfg)
+	u, tc, timeout, err := brokerTarget(f, cfg)
 	if err != nil {
 		return nil, err
-	}
-	tc, err := cfg.AMQP.TLS.ClientConfig()
-	if err != nil {
-		return nil, exitCode(2, err)
-	}
-	timeout := f.connectTimeout
-	if timeout <= 0 {
-		timeout = 10 * time.Second
 	}
 	dctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
@@ -122,17 +132,9 @@ func dialClient(ctx context.Context, f *clientFlags, cfg *config.Config, role st
 // connection heals itself like the relay's, but the commands treat a loss
 // as the end of what they were doing.
 func dial(ctx context.Context, f *clientFlags, cfg *config.Config, role string) (*broker.Conn, error) {
-	u, err := checkBrokerURL(f, cfg)
+	u, tc, timeout, err := brokerTarget(f, cfg)
 	if err != nil {
 		return nil, err
-	}
-	tc, err := cfg.AMQP.TLS.ClientConfig()
-	if err != nil {
-		return nil, exitCode(2, err)
-	}
-	timeout := f.connectTimeout
-	if timeout <= 0 {
-		timeout = 10 * time.Second
 	}
 	conn, err := broker.Dial(ctx, broker.Options{
 		Name:           role,
