@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -88,6 +89,8 @@ type Sources struct {
 	// TargetBreakers are the breakers that guard targets: the relay is
 	// unhealthy when every one of them is open.
 	TargetBreakers []string
+	// Shared names the breakers the relay's fleet shares now; nil: none.
+	Shared func() []string
 }
 
 // ErrNoAMQPSource is returned by NewMonitor when Sources.AMQP is nil.
@@ -270,11 +273,15 @@ func (m *Monitor) observe(now time.Time) Report {
 		CircuitBreakers: map[string]BreakerStatus{},
 		Bulkheads:       map[string]BulkheadStatus{},
 	}
+	var shared []string
+	if m.src.Shared != nil {
+		shared = m.src.Shared()
+	}
 	if m.src.Breakers != nil {
 		for _, s := range m.src.Breakers() {
 			b := BreakerStatus{
 				State: s.State.String(), FailureCount: s.FailureCount, SuccessCount: s.SuccessCount,
-				LastFailure: s.LastFailure,
+				LastFailure: s.LastFailure, Shared: slices.Contains(shared, s.Name),
 			}
 			if s.State != breaker.Closed && !s.OpenedAt.IsZero() {
 				at := s.OpenedAt

@@ -13,6 +13,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -566,5 +567,37 @@ func BenchmarkCheck(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		m.Check()
+	}
+}
+
+// A breaker the fleet shares says so in the report; the others say
+// nothing, and the JSON of an unshared one is as before.
+func TestReportMarksSharedBreakers(t *testing.T) {
+	w := healthyWorld()
+	src := w.sources("external_api", "llm_api")
+	var shared atomic.Pointer[[]string]
+	shared.Store(&[]string{"llm_api"})
+	src.Shared = func() []string { return *shared.Load() }
+	m, err := NewMonitor(Config{Instance: "relay-7f3a"}, src, nil, nil, WithClock(clock.NewFake(t0)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := m.Check()
+	if !r.CircuitBreakers["llm_api"].Shared || r.CircuitBreakers["external_api"].Shared {
+		t.Fatalf("shared flags: %+v", r.CircuitBreakers)
+	}
+	b, err := json.Marshal(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`"llm_api":{"state":"closed","failure_count":0,"success_count":0,"shared":true}`,
+		`"external_api":{"state":"closed","failure_count":0,"success_count":0}`} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("report lacks %s:\n%s", want, b)
+		}
+	}
+	shared.Store(&[]string{}) // a reload turned share off
+	if r := m.Check(); r.CircuitBreakers["llm_api"].Shared {
+		t.Fatalf("llm_api still shared after the fleet let it go: %+v", r.CircuitBreakers)
 	}
 }

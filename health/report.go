@@ -87,6 +87,9 @@ type BreakerStatus struct {
 	SuccessCount int        `json:"success_count"`
 	LastFailure  string     `json:"last_failure,omitempty"`
 	OpenedAt     *time.Time `json:"opened_at,omitempty"` // set while open or half_open
+	// Shared: the breaker acts as one with the breakers of its name in
+	// the relay's peers (share: true, and the fleet running).
+	Shared bool `json:"shared,omitempty"`
 }
 
 // BulkheadStatus is one pool in a Report.

@@ -774,6 +774,18 @@ func TestFleetShareFollowsReloads(t *testing.T) {
 		if got := runs[m].r.Breaker(name); got != br(m) {
 			t.Fatalf("reload of %s replaced the breaker", m)
 		}
+		_, body := runs[m].get(t, "/health")
+		var h struct {
+			Breakers map[string]struct {
+				Shared bool `json:"shared"`
+			} `json:"circuit_breakers"`
+		}
+		if err := json.Unmarshal([]byte(body), &h); err != nil {
+			t.Fatalf("/health of %s: %v", m, err)
+		}
+		if got := h.Breakers[name].Shared; got != share {
+			t.Fatalf("/health of %s after the reload: %s shared %t, want %t", m, name, got, share)
+		}
 	}
 	// opens forces from's breaker open and reports whether to's follows
 	// within wait; both are closed again after.

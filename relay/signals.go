@@ -155,6 +155,7 @@ func (r *Relay) newMonitor() error {
 		Bulkheads:      r.bulkheadStats,
 		AMQP:           r.amqpStatus,
 		TargetBreakers: targetBreakers,
+		Shared:         r.sharedNow,
 	}, r.emitter.Emit, eventPublisher{r}, health.WithLogger(r.log), health.WithRegisterer(r.registry))
 	if err != nil {
 		return err

@@ -172,7 +172,11 @@ func writeStatus(w io.Writer, r health.Report, colour bool) error {
 		fmt.Fprintln(tw, "BREAKER\tSTATE\tFAILURES\tSUCCESSES")
 		for _, name := range slices.Sorted(maps.Keys(r.CircuitBreakers)) {
 			s := r.CircuitBreakers[name]
-			fmt.Fprintf(tw, "%s\t%s\t%d\t%d\n", name, s.State, s.FailureCount, s.SuccessCount)
+			state := s.State
+			if s.Shared {
+				state += " (shared)"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%d\n", name, state, s.FailureCount, s.SuccessCount)
 		}
 		if err := tw.Flush(); err != nil {
 			return err

@@ -54,6 +54,19 @@ func TestStatusPrintsAlignedTables(t *testing.T) {
 				"api_agent  0     20         0        20\n",
 		},
 		{
+			name: "a shared breaker", code: 200, wantExit: 0,
+			body: `{"overall":"healthy","instance":"relay-1","at":"2026-11-29T14:00:00.123Z","amqp":{"connected":true,"blocked":false},` +
+				`"circuit_breakers":{"amqp":{"state":"closed","failure_count":0,"success_count":0},"llm_api":{"state":"closed","failure_count":2,"success_count":0,"shared":true}},` +
+				`"bulkheads":{}}`,
+			want: "relay relay-1: healthy at 2026-11-29T14:00:00.123Z\n" +
+				"broker: connected\n" +
+				"\n" +
+				"BREAKER  STATE            FAILURES  SUCCESSES\n" +
+				"amqp     closed           0         0\n" +
+				"llm_api  closed (shared)  2         0\n" +
+				"\nno bulkheads\n",
+		},
+		{
 			name: "degraded", code: 200, wantExit: 0,
 			body: `{"overall":"degraded","instance":"r","at":"2026-11-29T14:00:00.000Z","amqp":{"connected":true,"blocked":true},` +
 				`"circuit_breakers":{},"bulkheads":{},"reasons":["broker blocks publishing"]}`,
