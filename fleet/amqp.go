@@ -173,8 +173,9 @@ func (a *AMQP) Declare(conn *amqp.Connection) error {
 // breakers no longer named, on conn, the connection Listen consumes on.
 // With no names the queue stays, unbound (not bound to every breaker as
 // AMQPOptions.Breakers would be), so that a consumer Listen started finds
-// it after a reconnect. On an error the bindings may be part way; Bind
-// again, or the next reconnect's Declare, makes them whole.
+// it after a reconnect. On an error the bindings may be part way, and the
+// transport keeps the keys it had: Bind again with the same names mends
+// them (binding and unbinding are idempotent).
 func (a *AMQP) Bind(ctx context.Context, conn *broker.Conn, breakers []string) error {
 	var keys []string
 	if len(breakers) > 0 {
@@ -182,27 +183,38 @@ func (a *AMQP) Bind(ctx context.Context, conn *broker.Conn, breakers []string) e
 	}
 	a.mu.Lock()
 	old := a.keys
-	a.keys = keys
 	a.mu.Unlock()
-	ch, _, err := conn.Channel(ctx)
-	if err != nil {
-		return fmt.Errorf("opening a channel for the fleet bindings: %w", err)
-	}
-	defer ch.Close()
+	var bind, unbind []string
 	for _, k := range keys {
 		if !slices.Contains(old, k) {
-			if err := ch.QueueBind(a.o.Queue, k, a.o.Exchange, false, nil); err != nil {
-				return fmt.Errorf("binding fleet queue %s to %s with %q: %w", a.o.Queue, a.o.Exchange, k, err)
-			}
+			bind = append(bind, k)
 		}
 	}
 	for _, k := range old {
 		if !slices.Contains(keys, k) {
+			unbind = append(unbind, k)
+		}
+	}
+	if len(bind) > 0 || len(unbind) > 0 {
+		ch, _, err := conn.Channel(ctx)
+		if err != nil {
+			return fmt.Errorf("opening a channel for the fleet bindings: %w", err)
+		}
+		defer ch.Close()
+		for _, k := range bind {
+			if err := ch.QueueBind(a.o.Queue, k, a.o.Exchange, false, nil); err != nil {
+				return fmt.Errorf("binding fleet queue %s to %s with %q: %w", a.o.Queue, a.o.Exchange, k, err)
+			}
+		}
+		for _, k := range unbind {
 			if err := ch.QueueUnbind(a.o.Queue, k, a.o.Exchange, nil); err != nil {
 				return fmt.Errorf("unbinding fleet queue %s from %s with %q: %w", a.o.Queue, a.o.Exchange, k, err)
 			}
 		}
 	}
+	a.mu.Lock()
+	a.keys = keys
+	a.mu.Unlock()
 	return nil
 }
 

@@ -566,3 +566,65 @@ func TestAMQPBindFollowsTheSharedBreakers(t *testing.T) {
 		t.Fatalf("bound to x again: heard %q, want x", got)
 	}
 }
+
+// A Bind that could not reach the broker leaves the transport's keys as
+// they were, so that the same Bind again makes the bindings, rather than
+// finding nothing left to do.
+func TestAMQPBindAgainAfterAFailure(t *testing.T) {
+	brokerURL := testbroker.URL(t)
+	exchange := testbroker.Unique("relay.test.fleet.rebind")
+	testbroker.CleanupExchanges(t, brokerURL, exchange)
+	testbroker.CleanupQueues(t, brokerURL, exchange+".a")
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	dial := func() *broker.Conn {
+		t.Helper()
+		conn, err := broker.Dial(ctx, broker.Options{Name: "fleet", Instance: "a", URL: brokerURL})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { conn.Close() })
+		return conn
+	}
+	conn, gone := dial(), dial()
+	tr, err := NewAMQP(conn, AMQPOptions{Instance: "a", Exchange: exchange, Breakers: []string{"x"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(tr.Close)
+	raw, err := amqp.Dial(brokerURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	if err := tr.Declare(raw); err != nil { // the queue, bound to x
+		t.Fatal(err)
+	}
+	gone.Close()
+	if err := tr.Bind(ctx, gone, []string{"y"}); err == nil {
+		t.Fatal("Bind on a closed connection: no error")
+	}
+	if err := tr.Bind(ctx, conn, []string{"y"}); err != nil {
+		t.Fatal(err)
+	}
+	ch := testbroker.Channel(t, brokerURL)
+	for _, key := range []string{"breaker.x", "breaker.y"} {
+		if err := ch.PublishWithContext(ctx, exchange, key, false, false, amqp.Publishing{Body: []byte(key)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var got []string
+	eventually(t, 5*time.Second, "the message about y in the queue", func() bool {
+		d, ok, err := ch.Get(exchange+".a", true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ok {
+			got = append(got, string(d.Body))
+		}
+		return slices.Contains(got, "breaker.y")
+	})
+	if slices.Contains(got, "breaker.x") {
+		t.Fatalf("heard %q: x still bound after Bind(y)", got)
+	}
+}

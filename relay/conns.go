@@ -100,12 +100,7 @@ func (r *Relay) startFleet(shared []string) error {
 	if err != nil {
 		return err
 	}
-	r.mu.RLock()
-	for _, name := range shared {
-		err = errors.Join(err, coord.Share(r.breakers[name]))
-	}
-	r.mu.RUnlock()
-	if err != nil {
+	if err := r.shareEach(coord, shared); err != nil {
 		return err
 	}
 	if err := r.fleetT.Load().Listen(r.consumeConn, coord.Deliver); err != nil {
@@ -115,60 +110,71 @@ func (r *Relay) startFleet(shared []string) error {
 	var wg sync.WaitGroup
 	wg.Go(func() { _ = coord.Run(ctx) })
 	r.cleanup.push(func() { cancel(); wg.Wait() })
-	r.coord = coord
+	r.coord.Store(coord)
 	return nil
 }
 
-// sharedNow names the breakers the fleet shares now, sorted.
-func (r *Relay) sharedNow() []string {
-	r.fleetMu.Lock()
-	defer r.fleetMu.Unlock()
-	if r.coord == nil {
-		return nil
+// shareEach shares the breakers named in coord; those it shares already
+// stay as they are.
+func (r *Relay) shareEach(coord *fleet.Coordinator, names []string) error {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	var err error
+	for _, name := range names {
+		if serr := coord.Share(r.breakers[name]); !errors.Is(serr, fleet.ErrAlreadyShared) {
+			err = errors.Join(err, serr)
+		}
 	}
-	return r.coord.Shared()
+	return err
+}
+
+// sharedNow names the breakers the fleet shares now, sorted. It does not
+// wait for a change under way (health reports read it).
+func (r *Relay) sharedNow() []string {
+	if coord := r.coord.Load(); coord != nil {
+		return coord.Shared()
+	}
+	return nil
 }
 
 // reshare makes the fleet share the breakers named, and only those: a
 // reload turned share on or off. The first breaker shared starts the
-// fleet (its transport, queue and coordinator); later changes share and
-// unshare breakers in the running coordinator and bind the queue to the
-// keys of those shared. A breaker keeps its state and counts either way.
+// fleet (its transport, queue and coordinator); later changes bind the
+// queue to the keys of those shared, then share and unshare breakers in
+// the running coordinator. A breaker keeps its state and counts either
+// way. When the broker refuses, nothing is shared or unshared, so that
+// the next reload, which compares with what is shared now, tries again.
 func (r *Relay) reshare(ctx context.Context, shared []string) error {
 	r.fleetMu.Lock()
 	defer r.fleetMu.Unlock()
-	if r.coord == nil {
-		if len(shared) == 0 {
-			return nil
-		}
-		if r.fleetT.Load() == nil {
-			if err := r.newFleetTransport(shared); err != nil {
-				return err
-			}
-		} else if err := r.fleetT.Load().Bind(ctx, r.consumeConn, shared); err != nil {
+	coord := r.coord.Load()
+	if coord == nil && len(shared) == 0 {
+		return nil
+	}
+	if r.fleetT.Load() == nil {
+		if err := r.newFleetTransport(shared); err != nil {
 			return err
 		}
+	}
+	if coord == nil {
+		// The queue, declared as the transport binds it (by a failed
+		// attempt before, perhaps): Bind then finds it.
 		if err := r.consumeConn.Redeclare(ctx); err != nil {
 			return err
 		}
+	}
+	if err := r.fleetT.Load().Bind(ctx, r.consumeConn, shared); err != nil {
+		return err
+	}
+	if coord == nil {
 		return r.startFleet(shared)
 	}
-	for _, name := range r.coord.Shared() {
+	for _, name := range coord.Shared() {
 		if !slices.Contains(shared, name) {
-			r.coord.Unshare(name)
+			coord.Unshare(name)
 		}
 	}
-	r.mu.RLock()
-	var err error
-	for _, name := range shared {
-		if b := r.breakers[name]; b != nil {
-			if serr := r.coord.Share(b); serr != nil && !errors.Is(serr, fleet.ErrAlreadyShared) {
-				err = errors.Join(err, serr)
-			}
-		}
-	}
-	r.mu.RUnlock()
-	return errors.Join(err, r.fleetT.Load().Bind(ctx, r.consumeConn, shared))
+	return r.shareEach(coord, shared)
 }
 
 // startBacklog reads each queue's ready messages every few seconds into

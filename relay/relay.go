@@ -119,11 +119,12 @@ type Relay struct {
 	backlogStop func()
 	backlogDone bool
 	// The fleet: its transport, read by the consuming connection's
-	// topology on every reconnect, and its coordinator, both nil until a
-	// breaker is shared. fleetMu orders the changes of what is shared.
+	// topology on every reconnect, and its coordinator, read by health
+	// reports; both nil until a breaker is shared. fleetMu orders the
+	// changes of what is shared.
 	fleetT  atomic.Pointer[fleet.AMQP]
+	coord   atomic.Pointer[fleet.Coordinator]
 	fleetMu sync.Mutex
-	coord   *fleet.Coordinator
 
 	cleanup   cleanupStack
 	consuming atomic.Bool
