@@ -301,8 +301,9 @@ func TestReloadUnderLoad(t *testing.T) {
 		}
 		switch i {
 		case 3: // q2 removed: its state series go, q1's stay
-			queueStateSeries(t, scrape(t, run), q2, false)
-			queueStateSeries(t, scrape(t, run), q1, true)
+			m := scrape(t, run)
+			queueStateSeries(t, m, q2, false)
+			queueStateSeries(t, m, q1, true)
 		case 7: // q2 back
 			queueStateSeries(t, scrape(t, run), q2, true)
 		}
