@@ -443,18 +443,16 @@ func TestNewAMQPRefuses(t *testing.T) {
 	}
 }
 
-// Bind changes what the relay's queue hears on the live queue: the keys
-// of the breakers named are bound, those of the breakers no longer named
-// unbound, and with none the queue stays, bound to nothing, its consumer
-// consuming. Declare, as a reconnect runs it, binds what Bind set.
-func TestAMQPBindFollowsTheSharedBreakers(t *testing.T) {
-	brokerURL := testbroker.URL(t)
-	exchange := testbroker.Unique("relay.test.fleet.bind")
+// bindFixture is a transport of relay "a" sharing breakers, on a
+// connection to the test broker whose topology declares the transport's
+// queue (Declare, as every reconnect runs it; conn.Redeclare runs it now),
+// and its fleet exchange, deleted after the test.
+func bindFixture(t *testing.T, ctx context.Context, breakers ...string) (brokerURL, exchange string, conn *broker.Conn, tr *AMQP) {
+	t.Helper()
+	brokerURL = testbroker.URL(t)
+	exchange = testbroker.Unique("relay.test.fleet.bind")
 	testbroker.CleanupExchanges(t, brokerURL, exchange)
 	testbroker.CleanupQueues(t, brokerURL, exchange+".a")
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-
 	var trp atomic.Pointer[AMQP]
 	conn, err := broker.Dial(ctx, broker.Options{Name: "fleet", Instance: "a", URL: brokerURL,
 		Topology: func(c *amqp.Connection) error {
@@ -467,7 +465,7 @@ func TestAMQPBindFollowsTheSharedBreakers(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close() })
-	tr, err := NewAMQP(conn, AMQPOptions{Instance: "a", Exchange: exchange, Breakers: []string{"x", "s"}})
+	tr, err = NewAMQP(conn, AMQPOptions{Instance: "a", Exchange: exchange, Breakers: breakers})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -476,6 +474,17 @@ func TestAMQPBindFollowsTheSharedBreakers(t *testing.T) {
 	if err := conn.Redeclare(ctx); err != nil {
 		t.Fatal(err)
 	}
+	return brokerURL, exchange, conn, tr
+}
+
+// Bind changes what the relay's queue hears on the live queue: the keys
+// of the breakers named are bound, those of the breakers no longer named
+// unbound, and with none the queue stays, bound to nothing, its consumer
+// consuming. Declare, as a reconnect runs it, binds what Bind set.
+func TestAMQPBindFollowsTheSharedBreakers(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	brokerURL, exchange, conn, tr := bindFixture(t, ctx, "x", "s")
 	var mu sync.Mutex
 	heard := map[string]int{}
 	if err := tr.Listen(conn, func(m Message) {
@@ -571,33 +580,11 @@ func TestAMQPBindFollowsTheSharedBreakers(t *testing.T) {
 // they were, so that the same Bind again makes the bindings, rather than
 // finding nothing left to do.
 func TestAMQPBindAgainAfterAFailure(t *testing.T) {
-	brokerURL := testbroker.URL(t)
-	exchange := testbroker.Unique("relay.test.fleet.rebind")
-	testbroker.CleanupExchanges(t, brokerURL, exchange)
-	testbroker.CleanupQueues(t, brokerURL, exchange+".a")
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	dial := func() *broker.Conn {
-		t.Helper()
-		conn, err := broker.Dial(ctx, broker.Options{Name: "fleet", Instance: "a", URL: brokerURL})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { conn.Close() })
-		return conn
-	}
-	conn, gone := dial(), dial()
-	tr, err := NewAMQP(conn, AMQPOptions{Instance: "a", Exchange: exchange, Breakers: []string{"x"}})
+	brokerURL, exchange, conn, tr := bindFixture(t, ctx, "x") // the queue, bound to x
+	gone, err := broker.Dial(ctx, broker.Options{Name: "fleet", Instance: "a", URL: brokerURL})
 	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(tr.Close)
-	raw, err := amqp.Dial(brokerURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer raw.Close()
-	if err := tr.Declare(raw); err != nil { // the queue, bound to x
 		t.Fatal(err)
 	}
 	gone.Close()
